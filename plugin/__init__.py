@@ -1,0 +1,15 @@
+"""GAN Cocktail plugin for StyleGAN2-ADA-style codebases.
+
+Public API:
+    load_network_pkl(path)        safe reader of host snapshot pickles
+    save_network_pkl(data, path)  atomic writer in the host layout
+    get_host / active_host        the host the plugin talks to (embedded by default)
+"""
+from .easydict import EasyDict
+from .hosts import active_host, get_host, set_active_host
+from .pickles import NetworkPickleError, UnsafePickleError, load_network_pkl, save_network_pkl
+
+__version__ = '0.1.0'
+
+__all__ = ['EasyDict', 'NetworkPickleError', 'UnsafePickleError', 'active_host', 'get_host', 'load_network_pkl',
+           'save_network_pkl', 'set_active_host']

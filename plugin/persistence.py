@@ -1,0 +1,85 @@
+"""Persistent classes: modules that know how to be saved in the host's pickle layout.
+
+The host pickles each network module as ``_reconstruct_persistent_obj(meta)`` where
+``meta = {type, version, module_src, class_name, state}`` and ``state`` is the module's
+``__dict__`` including the constructor arguments (``_init_args``, ``_init_kwargs``).
+``@persistent_class`` records those arguments on our classes, so that
+
+* the safe loader can rebuild any module from ``class_name + init kwargs + tensors`` and
+  never needs (or runs) the source embedded in a pickle, and
+* the saver can write our modules in exactly the host's layout.
+
+A class names its *family*: classes that implement the host's own interface (the embedded
+host's ``Generator`` is a stand-in for ``training.networks.Generator``) belong to
+``'stylegan2.networks'``, so a pickle saved by one host is rebuilt into the active host's
+classes. Plugin-only classes (miners, hyper-modulated layers) have no family and are found
+by their own module path, restricted to this project's packages.
+"""
+import copy
+import functools
+import importlib
+import re
+
+PICKLE_VERSION = 6                       # the host's persistence format version
+OWN_PACKAGES = ('plugin.', 'training_ext.', 'torch_utils_ext.')
+_MARKER = '# gan-cocktail persistent class:'
+_MARKER_RE = re.compile(r'^# gan-cocktail persistent class: family=(\S+) module=(\S+) class=(\w+)\s*$', re.M)
+
+_REGISTRY = {}                           # (module, qualname) -> class
+
+
+def persistent_class(family=None):
+    """Class decorator. ``family`` is the host interface the class implements, or None."""
+    def decorate(cls):
+        orig_init = cls.__init__
+
+        @functools.wraps(orig_init)
+        def __init__(self, *args, **kwargs):
+            orig_init(self, *args, **kwargs)
+            # The outermost decorated class runs last, so subclasses record their own args.
+            if type(self).__init__ is __init__:
+                object.__setattr__(self, '_init_args', copy.deepcopy(tuple(args)))
+                object.__setattr__(self, '_init_kwargs', copy.deepcopy(dict(kwargs)))
+
+        cls.__init__ = __init__
+        cls._persistent_family = family
+        _REGISTRY[(cls.__module__, cls.__qualname__)] = cls
+        return cls
+    return decorate
+
+
+def is_persistent(obj):
+    return (type(obj).__module__, type(obj).__qualname__) in _REGISTRY and hasattr(obj, '_init_kwargs')
+
+
+def module_src_for(cls):
+    """The ``module_src`` our pickles carry: a two-line import shim, not our source.
+
+    A host that executes it (the real host's loader does) gets our class when the plugin
+    is installed; our own loader only reads the marker line.
+    """
+    family = cls._persistent_family or '-'
+    return (f'{_MARKER} family={family} module={cls.__module__} class={cls.__qualname__}\n'
+            f'from {cls.__module__} import {cls.__qualname__}  # noqa: F401\n')
+
+
+def parse_own_module_src(src):
+    """(family, module, class) when ``src`` is one of our shims, else None."""
+    m = _MARKER_RE.search(src or '')
+    if not m:
+        return None
+    family, module, name = m.groups()
+    return (None if family == '-' else family), module, name
+
+
+def find_own_class(module, name):
+    """Our persistent class by module path, importing only this project's packages."""
+    if not module.startswith(OWN_PACKAGES):
+        return None
+    key = (module, name)
+    if key not in _REGISTRY:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return None
+    return _REGISTRY.get(key)

@@ -1,0 +1,1 @@
+"""Reference ops: bias_act, upfirdn2d, conv2d_resample."""
