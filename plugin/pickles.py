@@ -233,6 +233,18 @@ def _short(names, n=6):
     return '[]' if not names else ', '.join(names[:n]) + (f' (+{len(names) - n} more)' if len(names) > n else '')
 
 
+def _unpickle(f, name):
+    if not f.seekable():
+        f = io.BytesIO(f.read())
+    head = f.read(2)
+    if head[:2] == b'PK':
+        raise NetworkPickleError(f'{name}: a zip archive (torch.save checkpoint or dataset?), not a network pickle')
+    if len(head) < 2 or head[0] != pickle.PROTO[0] or not 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+        raise NetworkPickleError(f'{name}: not a readable network pickle (no pickle header; truncated or corrupt?)')
+    f.seek(-2, io.SEEK_CUR)
+    return SafeUnpickler(f).load()
+
+
 # --- Public API. ---------------------------------------------------------------------------
 
 def load_network_pkl(path_or_file, host=None, rebuild=True):
@@ -247,10 +259,10 @@ def load_network_pkl(path_or_file, host=None, rebuild=True):
     name = getattr(path_or_file, 'name', path_or_file)
     try:
         if hasattr(path_or_file, 'read'):
-            data = SafeUnpickler(path_or_file).load()
+            data = _unpickle(path_or_file, name)
         else:
             with open(path_or_file, 'rb') as f:
-                data = SafeUnpickler(f).load()
+                data = _unpickle(f, name)
     except NetworkPickleError as e:
         raise type(e)(f'{name}: {e}') from None
     except FileNotFoundError:

@@ -1,0 +1,33 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+FIXTURES = Path(os.environ.get('COCKTAIL_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan2-ada'))
+FIXTURE_CONFIGS = ['uncond32', 'cond32', 'uncond64']
+
+
+@pytest.fixture(scope='session')
+def fixtures_dir():
+    if not (FIXTURES / 'uncond32' / 'network-snapshot.pkl').is_file():
+        pytest.fail(f'host fixtures not found at {FIXTURES} (set COCKTAIL_FIXTURES)')
+    return FIXTURES
+
+
+def small_G_kwargs(**over):
+    kw = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
+              mapping_kwargs=dict(num_layers=2),
+              synthesis_kwargs=dict(channel_base=128, channel_max=16, conv_clamp=256, architecture='skip'))
+    kw.update(over)
+    return kw
+
+
+def small_D_kwargs(**over):
+    kw = dict(c_dim=0, img_resolution=16, img_channels=3, architecture='resnet', channel_base=128, channel_max=16,
+              conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=2))
+    kw.update(over)
+    return kw
