@@ -36,5 +36,60 @@ def inspect(pkl, as_json):
     click.echo(json.dumps(info, indent=2, default=str) if as_json else format_description(info))
 
 
+def parse_range(text):
+    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    out = []
+    try:
+        for part in text.split(','):
+            a, _, b = part.partition('-')
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    except ValueError:
+        raise click.BadParameter(f'expected numbers and ranges like 0-3,7, got {text!r}') from None
+    return out
+
+
+@main.command()
+@click.argument('pkl', type=click.Path(dir_okay=False))
+@click.option('--seeds', default='0-15', show_default=True, help='Seeds: ranges and lists, e.g. 0-7,42.')
+@click.option('--trunc', 'truncation_psi', type=float, default=1.0, show_default=True, help='Truncation psi.')
+@click.option('--class', 'class_idx', type=int, default=None, help='Class index (conditional networks).')
+@click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+@click.option('--network', 'key', default='G_ema', show_default=True, help='Which network of the pickle to use.')
+@click.option('--outdir', type=click.Path(file_okay=False), required=True)
+@click.option('--device', default='cpu', show_default=True)
+def generate(pkl, seeds, truncation_psi, class_idx, noise_mode, key, outdir, device):
+    """Generate images (one PNG per seed, plus grid.png) from a network pickle."""
+    import os
+
+    import numpy as np
+    import torch
+
+    from .images import save_image_grid, save_images
+    from .pickles import load_network_pkl
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        data = load_network_pkl(pkl)
+    G = data.get(key)
+    if not isinstance(G, torch.nn.Module) or not hasattr(G, 'mapping'):
+        raise NetworkPickleError(f'{pkl}: no generator under {key!r}')
+    G = G.to(device).eval()
+    seed_list = parse_range(seeds)
+    c = torch.zeros([len(seed_list), G.c_dim], device=device)
+    if G.c_dim:
+        if class_idx is None or not 0 <= class_idx < G.c_dim:
+            raise click.BadParameter(f'this generator is conditional: pass --class 0..{G.c_dim - 1}')
+        c[:, class_idx] = 1
+    elif class_idx is not None:
+        raise click.BadParameter('--class given, but this generator is unconditional')
+    # Same latents as the host's generate.py: z from np.random.RandomState(seed).randn(1, z_dim).
+    z = torch.from_numpy(np.concatenate([np.random.RandomState(s).randn(1, G.z_dim) for s in seed_list])).float()
+    with torch.no_grad():
+        img = G(z.to(device), c, truncation_psi=truncation_psi, noise_mode=noise_mode)
+    os.makedirs(outdir, exist_ok=True)
+    save_images(img, [os.path.join(outdir, f'seed{s:04d}.png') for s in seed_list])
+    grid = save_image_grid(img, os.path.join(outdir, 'grid.png'))
+    click.echo(f'wrote {len(seed_list)} images and {grid}')
+
+
 if __name__ == '__main__':
     main()

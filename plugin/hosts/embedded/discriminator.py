@@ -62,7 +62,7 @@ class DiscriminatorBlock(torch.nn.Module):
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x)
             x = self.conv1(x, gain=math.sqrt(0.5))
-            x = y + x
+            x = y.add_(x)
         else:
             x = self.conv1(self.conv0(x))
         return x, img

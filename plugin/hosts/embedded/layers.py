@@ -186,7 +186,7 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
         if demodulate:
             return x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
         if noise is not None:
-            return x + noise.to(x.dtype)
+            return x.add_(noise.to(x.dtype))      # x is the conv's fresh output: in place is safe
         return x
 
     if demodulate:
@@ -197,7 +197,7 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
                         groups=batch, flip_weight=flip_weight)
     x = x.reshape(batch, -1, *x.shape[2:])
     if noise is not None:
-        x = x + noise
+        x = x.add_(noise)
     return x
 
 
