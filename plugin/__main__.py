@@ -91,5 +91,20 @@ def generate(pkl, seeds, truncation_psi, class_idx, noise_mode, key, outdir, dev
     click.echo(f'wrote {len(seed_list)} images and {grid}')
 
 
+@main.command()
+@click.option('--domains', required=True, help='Comma-separated: discs, squares, stripes, rings, triangles.')
+@click.option('--count', type=int, default=1000, show_default=True, help='Images per domain.')
+@click.option('--resolution', type=int, default=32, show_default=True)
+@click.option('--seed', type=int, default=0, show_default=True)
+@click.option('--labels/--no-labels', default=None, help='Write class labels [default: when several domains].')
+@click.option('--out', type=click.Path(dir_okay=False), required=True, help='Zip file to write.')
+def domains(domains, count, resolution, seed, labels, out):
+    """Write a dataset zip of procedural image domains (deterministic for a seed)."""
+    from training_ext.common.domains import write_domains_zip
+    names = [d.strip() for d in domains.split(',') if d.strip()]
+    write_domains_zip(out, names, count, resolution, seed, labels)
+    click.echo(f'wrote {out}: {len(names)} domain(s) x {count} images at {resolution}px')
+
+
 if __name__ == '__main__':
     main()

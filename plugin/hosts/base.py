@@ -14,10 +14,10 @@ class HostError(RuntimeError):
 class Host:
     name = 'abstract'
 
-    # family -> importable module that holds the family's classes under their host names
+    # pickle family -> importable module holding the family's classes under their host names
     family_modules = {}
-    # dotted host class path prefix -> family ('training.networks.' -> 'stylegan2.networks')
-    class_path_families = {}
+    # host class-path prefix (as in the kwargs' class_name) -> module that implements it here
+    class_path_modules = {}
 
     def network_class(self, family, class_name):
         """The class implementing ``class_name`` of ``family`` in this host, or None."""
@@ -29,11 +29,12 @@ class Host:
 
     def resolve_class_path(self, class_path):
         """Resolve a ``class_name`` kwarg of the host (e.g. 'training.networks.Generator')."""
-        for prefix, family in self.class_path_families.items():
+        for prefix, module in self.class_path_modules.items():
             if class_path.startswith(prefix):
-                cls = self.network_class(family, class_path[len(prefix):])
-                if cls is not None:
+                cls = getattr(importlib.import_module(module), class_path[len(prefix):], None)
+                if isinstance(cls, type):
                     return cls
+                raise HostError(f'{self.name} host: no class {class_path!r}')
         module, _, name = class_path.rpartition('.')
         try:
             return getattr(importlib.import_module(module), name)

@@ -1,8 +1,19 @@
 """The embedded, clean-room StyleGAN2-ADA host (runs on CPU and CUDA, no checkout needed)."""
 from plugin.hosts.base import Host
 
+_PKG = 'plugin.hosts.embedded'
+
 
 class EmbeddedHost(Host):
     name = 'embedded'
-    family_modules = {'stylegan2.networks': 'plugin.hosts.embedded.networks'}
-    class_path_families = {'training.networks.': 'stylegan2.networks'}
+    family_modules = {'stylegan2.networks': f'{_PKG}.networks'}
+    class_path_modules = {
+        'training.networks.': f'{_PKG}.networks',
+        'training.loss.': f'{_PKG}.loss',
+        'training.augment.': f'{_PKG}.augment',
+        'training.dataset.': f'{_PKG}.dataset',
+    }
+
+    def training_loop(self, **kwargs):
+        from .training_loop import training_loop
+        return training_loop(**kwargs)

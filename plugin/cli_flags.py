@@ -1,0 +1,76 @@
+"""Flag groups of train_cocktail.py. HOST_FLAGS mirror the host train.py (names, types,
+meaning); PLUGIN_FLAGS are ours. A method adds its flags as one more group."""
+import click
+
+from .hosts.base import HostError
+from .pickles import NetworkPickleError
+
+
+class CommaList(click.ParamType):
+    name = 'list'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        return [] if value in (None, '', 'none') else [v.strip() for v in value.split(',') if v.strip()]
+
+
+def apply_flags(options):
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+HOST_FLAGS = [
+    click.option('--outdir', required=True, metavar='DIR', help='Where to save the results'),
+    click.option('--gpus', type=int, metavar='INT', help='Number of GPUs (processes on CPU) [default: 1]'),
+    click.option('--snap', type=int, metavar='INT', help='Snapshot interval in ticks [default: 50]'),
+    click.option('--metrics', type=CommaList(), help='Comma-separated list or "none" [default: none]'),
+    click.option('--seed', type=int, metavar='INT', help='Random seed [default: 0]'),
+    click.option('-n', '--dry-run', is_flag=True, help='Print training options and exit'),
+    click.option('--data', metavar='PATH', required=True, help='Training data (directory or zip)'),
+    click.option('--cond', type=bool, metavar='BOOL', help='Train conditional model based on dataset labels'),
+    click.option('--subset', type=int, metavar='INT', help='Train with only N images [default: all]'),
+    click.option('--mirror', type=bool, metavar='BOOL', help='Enable dataset x-flips [default: false]'),
+    click.option('--cfg', type=click.Choice(['auto', 'stylegan2', 'paper256', 'paper512', 'paper1024', 'cifar',
+                                            'tiny']), help='Base config [default: auto]'),
+    click.option('--gamma', type=float, help='Override R1 gamma'),
+    click.option('--kimg', type=int, help='Override training duration'),
+    click.option('--batch', type=int, help='Override batch size'),
+    click.option('--aug', type=click.Choice(['noaug', 'ada', 'fixed']), help='Augmentation mode [default: ada]'),
+    click.option('--p', type=float, help='Augmentation probability for --aug=fixed'),
+    click.option('--target', type=float, help='ADA target value for --aug=ada'),
+    click.option('--augpipe', type=click.Choice(['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc',
+                                                'bgcf', 'bgcfn', 'bgcfnc']), help='Augmentation pipeline [default: bgc]'),
+    click.option('--resume', metavar='PKL|DIR', help='Resume from a network pickle, or a run directory\'s newest'),
+    click.option('--freezed', type=int, metavar='INT', help='Freeze-D [default: 0 layers]'),
+    click.option('--fp32', type=bool, metavar='BOOL', help='Disable mixed-precision training [default: true on CPU]'),
+    click.option('--nhwc', type=bool, metavar='BOOL', help='Use NHWC memory format with FP16'),
+    click.option('--nobench', type=bool, metavar='BOOL', help='Disable cuDNN benchmarking'),
+    click.option('--allow-tf32', type=bool, metavar='BOOL', help='Allow PyTorch to use TF32 internally'),
+    click.option('--workers', type=int, metavar='INT', help='Override number of DataLoader workers'),
+]
+
+PLUGIN_FLAGS = [
+    click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True,
+                 help='Where to train'),
+    click.option('--host', default=None, metavar='PATH', envvar='COCKTAIL_HOST',
+                 help='Host: "embedded" (default) or a stylegan2-ada-pytorch checkout [env COCKTAIL_HOST]'),
+    click.option('--tick', type=float, metavar='KIMG', help='Progress/snapshot tick length in kimg [default: 4]'),
+    click.option('--batch-gpu', type=int, metavar='INT', help='Images per process per accumulation round'),
+    click.option('--resume-mode', type=click.Choice(['auto', 'continue', 'weights']), default=None,
+                 help='continue: restore kimg, optimiser, augment p; weights: transfer only; '
+                      'auto: continue when the pickle was trained on the same --data [default: auto]'),
+]
+
+
+def _clean_errors():
+    from .hosts.embedded.dataset import DatasetError
+    from .hosts.embedded.training_loop import TrainingError
+    from .run_options import UserError
+    return (UserError, TrainingError, DatasetError, NetworkPickleError, HostError)
+
+
+CLEAN_ERRORS = _clean_errors()

@@ -1,0 +1,187 @@
+"""Adaptive discriminator augmentation (ADA): a differentiable augmentation pipeline whose
+strength ``p`` (a buffer) the training loop adapts to the discriminator's overfitting.
+
+Same constructor arguments as the host's ``AugmentPipe`` (so ``--augpipe`` presets carry
+over). Implemented: xflip, rotate90, integer and fractional translation, isotropic and
+anisotropic scaling and rotation (composed into one affine warp, resampled bilinearly with
+reflection padding), brightness, contrast, luma flip, hue rotation and saturation (one
+colour matrix), additive noise and cutout. Each transform applies to each image with
+probability ``p`` (times its own multiplier), which keeps augmentations non-leaking for p
+well below 1: the generator cannot learn to produce augmented images. The host's
+frequency-band filter (``imgfilter``) is not implemented and is rejected if asked for.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from plugin.persistence import persistent_class
+
+
+def _eye(n, batch, device):
+    return torch.eye(n, device=device).unsqueeze(0).repeat(batch, 1, 1)
+
+
+def _mat(rows, device):
+    """Batched matrix from nested rows of scalars/tensors of shape [N]."""
+    n = next(e.shape[0] for r in rows for e in r if torch.is_tensor(e))
+    out = [[e if torch.is_tensor(e) else torch.full([n], float(e), device=device) for e in r] for r in rows]
+    return torch.stack([torch.stack(r, dim=-1) for r in out], dim=-2)
+
+
+def _translate2d(tx, ty):
+    z, o = torch.zeros_like(tx), torch.ones_like(tx)
+    return _mat([[o, z, tx], [z, o, ty], [z, z, o]], tx.device)
+
+
+def _scale2d(sx, sy):
+    z, o = torch.zeros_like(sx), torch.ones_like(sx)
+    return _mat([[sx, z, z], [z, sy, z], [z, z, o]], sx.device)
+
+
+def _rotate2d(theta):
+    c, s, z, o = torch.cos(theta), torch.sin(theta), torch.zeros_like(theta), torch.ones_like(theta)
+    return _mat([[c, -s, z], [s, c, z], [z, z, o]], theta.device)
+
+
+@persistent_class(None)
+class AugmentPipe(torch.nn.Module):
+    def __init__(self, xflip=0, rotate90=0, xint=0, xint_max=0.125, scale=0, rotate=0, aniso=0, xfrac=0,
+                 scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125, brightness=0, contrast=0, lumaflip=0,
+                 hue=0, saturation=0, brightness_std=0.2, contrast_std=0.5, hue_max=1, saturation_std=1, imgfilter=0,
+                 imgfilter_bands=[1, 1, 1, 1], imgfilter_std=1, noise=0, cutout=0, noise_std=0.1, cutout_size=0.5):
+        super().__init__()
+        if imgfilter:
+            raise ValueError('augment: the frequency-band filter (imgfilter, presets bgcf*) is not available in the '
+                             'embedded host; use --augpipe bgc or a preset without "f"')
+        self.register_buffer('p', torch.zeros([]))
+        self.geom = dict(xflip=float(xflip), rotate90=float(rotate90), xint=float(xint), scale=float(scale),
+                         rotate=float(rotate), aniso=float(aniso), xfrac=float(xfrac))
+        self.color = dict(brightness=float(brightness), contrast=float(contrast), lumaflip=float(lumaflip),
+                          hue=float(hue), saturation=float(saturation))
+        self.noise, self.cutout = float(noise), float(cutout)
+        self.xint_max, self.scale_std, self.rotate_max = float(xint_max), float(scale_std), float(rotate_max)
+        self.aniso_std, self.xfrac_std = float(aniso_std), float(xfrac_std)
+        self.brightness_std, self.contrast_std = float(brightness_std), float(contrast_std)
+        self.hue_max, self.saturation_std = float(hue_max), float(saturation_std)
+        self.noise_std, self.cutout_size = float(noise_std), float(cutout_size)
+
+    def _happens(self, strength, n, device):
+        """Per-image mask: transform with probability p * strength."""
+        return torch.rand([n], device=device) < self.p * strength
+
+    def _gate(self, value, identity, strength, n, device):
+        return torch.where(self._happens(strength, n, device), value, torch.full_like(value, identity))
+
+    def _geometry(self, n, device):
+        g = self.geom
+        m = _eye(3, n, device)
+        if g['xflip']:
+            flip = self._gate(torch.randint(2, [n], device=device).float(), 0, g['xflip'], n, device)
+            m = m @ _scale2d(1 - 2 * flip, torch.ones_like(flip))
+        if g['rotate90']:
+            k = self._gate(torch.randint(4, [n], device=device).float(), 0, g['rotate90'], n, device)
+            m = m @ _rotate2d(k * (math.pi / 2))
+        if g['xint']:
+            t = (torch.rand([n, 2], device=device) * 2 - 1) * self.xint_max
+            t = torch.where(self._happens(g['xint'], n, device).unsqueeze(1), t, torch.zeros_like(t))
+            m = m @ _translate2d(t[:, 0] * 2, t[:, 1] * 2)
+        if g['scale']:
+            s = self._gate(torch.exp2(torch.randn([n], device=device) * self.scale_std), 1, g['scale'], n, device)
+            m = m @ _scale2d(s, s)
+        if g['rotate']:
+            theta = (torch.rand([n], device=device) * 2 - 1) * math.pi * self.rotate_max
+            m = m @ _rotate2d(self._gate(theta, 0, g['rotate'], n, device))
+        if g['aniso']:
+            s = self._gate(torch.exp2(torch.randn([n], device=device) * self.aniso_std), 1, g['aniso'], n, device)
+            m = m @ _scale2d(s, 1 / s)
+        if g['xfrac']:
+            t = torch.randn([n, 2], device=device) * self.xfrac_std
+            t = torch.where(self._happens(g['xfrac'], n, device).unsqueeze(1), t, torch.zeros_like(t))
+            m = m @ _translate2d(t[:, 0] * 2, t[:, 1] * 2)
+        return m
+
+    def _colour(self, n, device):
+        c = self.color
+        m = _eye(4, n, device)
+        luma = torch.tensor([1, 1, 1, 0], dtype=torch.float32, device=device) / math.sqrt(3)
+        vv = torch.outer(luma, luma)
+        if c['brightness']:
+            b = self._gate(torch.randn([n], device=device) * self.brightness_std, 0, c['brightness'], n, device)
+            t = _eye(4, n, device)
+            t[:, :3, 3] = b.unsqueeze(1)
+            m = t @ m
+        if c['contrast']:
+            s = self._gate(torch.exp2(torch.randn([n], device=device) * self.contrast_std), 1, c['contrast'], n, device)
+            t = _eye(4, n, device)
+            t[:, :3, :3] *= s.reshape(n, 1, 1)
+            m = t @ m
+        if c['lumaflip']:
+            i = self._gate(torch.randint(2, [n], device=device).float(), 0, c['lumaflip'], n, device)
+            m = (_eye(4, n, device) - 2 * vv * i.reshape(n, 1, 1)) @ m
+        if c['hue']:
+            theta = self._gate((torch.rand([n], device=device) * 2 - 1) * math.pi * self.hue_max, 0, c['hue'], n, device)
+            m = _rotate_about(luma[:3], theta) @ m
+        if c['saturation']:
+            s = self._gate(torch.exp2(torch.randn([n], device=device) * self.saturation_std), 1, c['saturation'], n,
+                           device)
+            m = (vv + (torch.eye(4, device=device) - vv) * s.reshape(n, 1, 1)) @ m
+        return m
+
+    def forward(self, images):
+        n, ch, h, w = images.shape
+        device = images.device
+        if any(self.geom.values()):
+            m = self._geometry(n, device)
+            if not torch.equal(m, _eye(3, n, device)):
+                # affine_grid maps output coordinates to input coordinates in [-1, 1]
+                grid = F.affine_grid(m[:, :2, :].to(images.dtype), [n, ch, h, w], align_corners=False)
+                images = F.grid_sample(images, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
+        if any(self.color.values()):
+            m = self._colour(n, device).to(images.dtype)
+            if ch == 3:
+                images = (m[:, :3, :3] @ images.reshape(n, 3, h * w) + m[:, :3, 3:]).reshape(n, ch, h, w)
+            else:      # greyscale: the mean gain and offset of the colour transform
+                gain = m[:, :3, :3].sum(2).mean(1).reshape(n, 1, 1, 1)
+                images = images * gain + m[:, :3, 3].mean(1).reshape(n, 1, 1, 1)
+        if self.noise:
+            sigma = self._gate(torch.randn([n], device=device).abs() * self.noise_std, 0, self.noise, n, device)
+            images = images + torch.randn_like(images) * sigma.reshape(n, 1, 1, 1).to(images.dtype)
+        if self.cutout:
+            size = self._gate(torch.full([n], self.cutout_size, device=device), 0, self.cutout, n, device)
+            centre = torch.rand([n, 2], device=device)
+            ys = ((torch.arange(h, device=device) + 0.5) / h).reshape(1, h, 1)
+            xs = ((torch.arange(w, device=device) + 0.5) / w).reshape(1, 1, w)
+            keep = ((xs - centre[:, 0].reshape(n, 1, 1)).abs() >= size.reshape(n, 1, 1) / 2) | \
+                   ((ys - centre[:, 1].reshape(n, 1, 1)).abs() >= size.reshape(n, 1, 1) / 2)
+            images = images * keep.unsqueeze(1).to(images.dtype)
+        return images
+
+
+def _rotate_about(axis, theta):
+    """Batched 4x4 rotation by ``theta`` about the 3D unit ``axis`` (Rodrigues)."""
+    n = theta.shape[0]
+    x, y, z = axis.tolist()
+    c, s = torch.cos(theta), torch.sin(theta)
+    k = torch.tensor([[0, -z, y], [z, 0, -x], [-y, x, 0]], dtype=torch.float32, device=theta.device)
+    r = torch.eye(3, device=theta.device) + s.reshape(n, 1, 1) * k + (1 - c).reshape(n, 1, 1) * (k @ k)
+    out = _eye(4, n, theta.device)
+    out[:, :3, :3] = r
+    return out
+
+
+def augpipe_preset(name):
+    """The host's --augpipe presets as kwargs."""
+    b = dict(xflip=1, rotate90=1, xint=1)
+    g = dict(scale=1, rotate=1, aniso=1, xfrac=1)
+    c = dict(brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
+    presets = {'blit': b, 'geom': g, 'color': c, 'filter': dict(imgfilter=1), 'noise': dict(noise=1),
+               'cutout': dict(cutout=1), 'bg': {**b, **g}, 'bgc': {**b, **g, **c},
+               'bgcf': {**b, **g, **c, 'imgfilter': 1}, 'bgcfn': {**b, **g, **c, 'imgfilter': 1, 'noise': 1},
+               'bgcfnc': {**b, **g, **c, 'imgfilter': 1, 'noise': 1, 'cutout': 1}}
+    if name not in presets:
+        raise ValueError(f'unknown --augpipe {name!r}; choose from {", ".join(presets)}')
+    return dict(presets[name])
+
+
+AUGPIPE_NAMES = ('blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc')

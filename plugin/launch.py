@@ -1,0 +1,79 @@
+"""Run directories, logging and process launch for a training run (the host train.py's
+behaviour: numbered run directory, training_options.json, log.txt, one process per GPU)."""
+import json
+import os
+import re
+import sys
+import tempfile
+
+import torch
+
+from .easydict import to_plain
+
+
+class Tee:
+    """Copies everything written to stdout/stderr into log.txt as well."""
+
+    def __init__(self, path):
+        self.file = open(path, 'a')
+        self.stdout, self.stderr = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self._wrap(self.stdout), self._wrap(self.stderr)
+
+    def _wrap(self, stream):
+        tee = self
+
+        class _Stream:
+            def write(self, text):
+                stream.write(text)
+                tee.file.write(text)
+                tee.file.flush()
+                return len(text)
+
+            def flush(self):
+                stream.flush()
+                tee.file.flush()
+
+            def __getattr__(self, name):
+                return getattr(stream, name)
+        return _Stream()
+
+    def close(self):
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        self.file.close()
+
+
+def next_run_dir(outdir, desc):
+    prev = [d for d in os.listdir(outdir) if os.path.isdir(os.path.join(outdir, d))] if os.path.isdir(outdir) else []
+    ids = [int(m.group()) for m in (re.match(r'^\d+', d) for d in prev) if m]
+    return os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
+
+
+def describe(args):
+    return json.dumps(to_plain(args), indent=2)
+
+
+def _subprocess(rank, args, temp_dir, host_spec):
+    from .hosts import set_active_host
+    from .hosts.embedded import distributed
+    host = set_active_host(host_spec)
+    tee = Tee(os.path.join(args.run_dir, 'log.txt'))
+    try:
+        distributed.init(rank, args.num_gpus, temp_dir, args.device)
+        if rank != 0:
+            sys.stdout = open(os.devnull, 'w')
+        return host.training_loop(rank=rank, **args)
+    finally:
+        tee.close()
+
+
+def launch(args, host_spec=None):
+    """Create the run directory and train (one process per GPU, or per --gpus on CPU)."""
+    os.makedirs(args.run_dir)
+    with open(os.path.join(args.run_dir, 'training_options.json'), 'wt') as f:
+        json.dump(to_plain(args), f, indent=2)
+    with tempfile.TemporaryDirectory() as temp_dir:
+        if args.num_gpus == 1:
+            return _subprocess(0, args, temp_dir, host_spec)
+        torch.multiprocessing.spawn(_subprocess, args=(args, temp_dir, host_spec), nprocs=args.num_gpus)
+    snaps = sorted(p for p in os.listdir(args.run_dir) if p.startswith('network-snapshot-'))
+    return os.path.join(args.run_dir, snaps[-1]) if snaps else None

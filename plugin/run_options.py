@@ -1,0 +1,287 @@
+"""Training flags (the host train.py's, with the same names and meaning) -> the ``args``
+EasyDict that ``training_loop(**args)`` takes, with ``class_name`` kwargs for every seam.
+
+One small function per group of flags, in the host's order, each adding to the run
+description the way the host does (``00000-mydata-auto1-kimg100``) and raising UserError
+with a one-line message for bad values.
+"""
+import os
+
+import torch
+
+from .easydict import EasyDict
+from .hosts import active_host
+
+
+class UserError(ValueError):
+    """A bad flag value: reported as one line, exit code 1."""
+
+
+# The host's configurations, plus 'tiny': small networks that train on a CPU in minutes.
+CFG_SPECS = {
+    'auto':      dict(ref_gpus=-1, kimg=25000,  mb=-1, mbstd=-1, fmaps=-1,  lrate=-1,     gamma=-1,   ema=-1,  ramp=0.05, map=2),
+    'stylegan2': dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8),
+    'paper256':  dict(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=0.5, lrate=0.0025, gamma=1,    ema=20,  ramp=None, map=8),
+    'paper512':  dict(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=1,   lrate=0.0025, gamma=0.5,  ema=20,  ramp=None, map=8),
+    'paper1024': dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8),
+    'cifar':     dict(ref_gpus=2,  kimg=100000, mb=64, mbstd=32, fmaps=1,   lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+    'tiny':      dict(ref_gpus=-1, kimg=200,    mb=16, mbstd=4,  fmaps=-1,  lrate=0.0025, gamma=-1,   ema=-1,  ramp=0.05, map=2,
+                      zdim=64, cmax=32),
+}
+AUGMENTS = ('noaug', 'ada', 'fixed')
+METRICS = ()          # offline metrics arrive with the evaluation work; 'none' is always accepted
+
+
+def build(flags):
+    """(run description, training_loop kwargs) from a dict of flag values (None = default)."""
+    f = EasyDict({k: v for k, v in flags.items()})
+    args = EasyDict()
+    desc = _general(f, args)
+    desc = _dataset(f, args, desc)
+    desc = _base_config(f, args, desc)
+    desc = _overrides(f, args, desc)
+    desc = _augmentation(f, args, desc)
+    desc = _transfer(f, args, desc)
+    _performance(f, args)
+    return desc, args
+
+
+def _general(f, args):
+    gpus = 1 if f.get('gpus') is None else f.gpus
+    if not (gpus >= 1 and gpus & (gpus - 1) == 0):
+        raise UserError('--gpus must be a power of two')
+    args.num_gpus = gpus
+    snap = 50 if f.get('snap') is None else f.snap
+    if snap < 1:
+        raise UserError('--snap must be at least 1')
+    args.image_snapshot_ticks = args.network_snapshot_ticks = snap
+    metrics = [m for m in (f.get('metrics') or []) if m != 'none']
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+        raise UserError(f'--metrics: {", ".join(bad)} not available offline; use --metrics=none')
+    args.metrics = metrics
+    args.random_seed = 0 if f.get('seed') is None else f.seed
+    return ''
+
+
+def _dataset(f, args, desc):
+    if not f.get('data'):
+        raise UserError('--data is required')
+    host = active_host()
+    args.training_set_kwargs = EasyDict(class_name='training.dataset.ImageFolderDataset', path=f.data,
+                                        use_labels=True, max_size=None, xflip=False)
+    args.data_loader_kwargs = EasyDict(pin_memory=True, num_workers=3, prefetch_factor=2)
+    try:
+        ds = host.construct_class_by_name(**args.training_set_kwargs)
+    except IOError as e:
+        raise UserError(f'--data: {e}') from None
+    args.training_set_kwargs.resolution = ds.resolution
+    args.training_set_kwargs.use_labels = ds.has_labels
+    args.training_set_kwargs.max_size = len(ds)
+    desc = ds.name
+    if f.get('cond'):
+        if not ds.has_labels:
+            raise UserError('--cond=1 requires labels specified in dataset.json')
+        desc += '-cond'
+    else:
+        args.training_set_kwargs.use_labels = False
+    if f.get('subset') is not None:
+        if not 1 <= f.subset <= args.training_set_kwargs.max_size:
+            raise UserError(f'--subset must be between 1 and {args.training_set_kwargs.max_size}')
+        desc += f'-subset{f.subset}'
+        if f.subset < args.training_set_kwargs.max_size:
+            args.training_set_kwargs.max_size = f.subset
+            args.training_set_kwargs.random_seed = args.random_seed
+    if f.get('mirror'):
+        desc += '-mirror'
+        args.training_set_kwargs.xflip = True
+    args._resolution = ds.resolution
+    ds.close()
+    return desc
+
+
+def _base_config(f, args, desc):
+    cfg = f.get('cfg') or 'auto'
+    if cfg not in CFG_SPECS:
+        raise UserError(f'--cfg must be one of {", ".join(CFG_SPECS)}')
+    desc += f'-{cfg}'
+    spec = EasyDict(CFG_SPECS[cfg])
+    gpus, res = args.num_gpus, args.pop('_resolution')
+    if spec.ref_gpus < 0:
+        desc += f'{gpus:d}'
+        spec.ref_gpus = gpus
+    if spec.mb < 0:
+        spec.mb = max(min(gpus * min(4096 // res, 32), 64), gpus)
+    if spec.mbstd < 0:
+        spec.mbstd = min(spec.mb // gpus, 4)
+    if spec.fmaps < 0:
+        spec.fmaps = (1 if res >= 512 else 0.5) if cfg == 'auto' else 1 / 32
+    if spec.lrate < 0:
+        spec.lrate = 0.002 if res >= 1024 else 0.0025
+    if spec.gamma < 0:
+        spec.gamma = 0.0002 * (res ** 2) / spec.mb
+    if spec.ema < 0:
+        spec.ema = spec.mb * 10 / 32
+    zdim, cmax = spec.get('zdim', 512), spec.get('cmax', 512)
+    args.G_kwargs = EasyDict(class_name='training.networks.Generator', z_dim=zdim, w_dim=zdim,
+                             mapping_kwargs=EasyDict(), synthesis_kwargs=EasyDict())
+    args.D_kwargs = EasyDict(class_name='training.networks.Discriminator', block_kwargs=EasyDict(),
+                             mapping_kwargs=EasyDict(), epilogue_kwargs=EasyDict())
+    args.G_kwargs.synthesis_kwargs.channel_base = args.D_kwargs.channel_base = int(spec.fmaps * 32768)
+    args.G_kwargs.synthesis_kwargs.channel_max = args.D_kwargs.channel_max = cmax
+    args.G_kwargs.mapping_kwargs.num_layers = spec.map
+    args.G_kwargs.synthesis_kwargs.num_fp16_res = args.D_kwargs.num_fp16_res = 4
+    args.G_kwargs.synthesis_kwargs.conv_clamp = args.D_kwargs.conv_clamp = 256
+    args.D_kwargs.epilogue_kwargs.mbstd_group_size = spec.mbstd
+    args.G_opt_kwargs = EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
+    args.D_opt_kwargs = EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
+    args.loss_kwargs = EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma)
+    args.total_kimg = spec.kimg
+    args.batch_size = spec.mb
+    args.batch_gpu = spec.mb // spec.ref_gpus
+    args.ema_kimg = spec.ema
+    args.ema_rampup = spec.ramp
+    if cfg == 'cifar':
+        args.loss_kwargs.pl_weight = 0
+        args.loss_kwargs.style_mixing_prob = 0
+        args.D_kwargs.architecture = 'orig'
+    return desc
+
+
+def _overrides(f, args, desc):
+    if f.get('gamma') is not None:
+        if not f.gamma >= 0:
+            raise UserError('--gamma must be non-negative')
+        desc += f'-gamma{f.gamma:g}'
+        args.loss_kwargs.r1_gamma = f.gamma
+    if f.get('kimg') is not None:
+        if not f.kimg >= 1:
+            raise UserError('--kimg must be at least 1')
+        desc += f'-kimg{f.kimg:d}'
+        args.total_kimg = f.kimg
+    if f.get('batch') is not None:
+        if not (f.batch >= 1 and f.batch % args.num_gpus == 0):
+            raise UserError('--batch must be at least 1 and divisible by --gpus')
+        desc += f'-batch{f.batch}'
+        args.batch_size = f.batch
+        args.batch_gpu = f.batch // args.num_gpus
+    if f.get('batch_gpu') is not None:
+        if not (f.batch_gpu >= 1 and args.batch_size % (f.batch_gpu * args.num_gpus) == 0):
+            raise UserError('--batch-gpu must divide --batch / --gpus')
+        args.batch_gpu = f.batch_gpu
+    mbstd = args.D_kwargs.epilogue_kwargs.mbstd_group_size
+    if args.batch_gpu % min(mbstd, args.batch_gpu):
+        raise UserError(f'the per-GPU batch ({args.batch_gpu}) must be a multiple of the minibatch-stddev group '
+                        f'({mbstd}); change --batch')
+    return desc
+
+
+def _augmentation(f, args, desc):
+    aug = f.get('aug')
+    if aug is None:
+        aug = 'ada'
+    else:
+        desc += f'-{aug}'
+    if aug not in AUGMENTS:
+        raise UserError(f'--aug={aug} not supported')
+    if aug == 'ada':
+        args.ada_target = 0.6
+    elif aug == 'fixed' and f.get('p') is None:
+        raise UserError('--aug=fixed requires specifying --p')
+    if f.get('p') is not None:
+        if aug != 'fixed':
+            raise UserError('--p can only be specified with --aug=fixed')
+        if not 0 <= f.p <= 1:
+            raise UserError('--p must be between 0 and 1')
+        desc += f'-p{f.p:g}'
+        args.augment_p = f.p
+    if f.get('target') is not None:
+        if aug != 'ada':
+            raise UserError('--target can only be specified with --aug=ada')
+        if not 0 <= f.target <= 1:
+            raise UserError('--target must be between 0 and 1')
+        desc += f'-target{f.target:g}'
+        args.ada_target = f.target
+    augpipe = f.get('augpipe')
+    if augpipe is None:
+        augpipe = 'bgc'
+    else:
+        if aug == 'noaug':
+            raise UserError('--augpipe cannot be specified with --aug=noaug')
+        desc += f'-{augpipe}'
+    from .hosts.embedded.augment import augpipe_preset
+    try:
+        preset = augpipe_preset(augpipe)
+    except ValueError as e:
+        raise UserError(f'--augpipe: {e}') from None
+    if aug != 'noaug':
+        args.augment_kwargs = EasyDict(class_name='training.augment.AugmentPipe', **preset)
+    return desc
+
+
+def _transfer(f, args, desc):
+    resume = f.get('resume')
+    if resume is None or resume == 'noresume':
+        if resume == 'noresume':
+            desc += '-noresume'
+    else:
+        path = resolve_resume(resume)
+        desc += '-resumecustom'
+        args.resume_pkl = path
+        args.ada_kimg = 100          # as the host: let ADA react faster at the start of a transfer
+        args.ema_rampup = None
+    if f.get('freezed') is not None:
+        if not f.freezed >= 0:
+            raise UserError('--freezed must be non-negative')
+        desc += f'-freezed{f.freezed:d}'
+        args.D_kwargs.block_kwargs.freeze_layers = f.freezed
+    return desc
+
+
+def resolve_resume(resume):
+    """A pickle path, or a run directory (its newest snapshot)."""
+    if resume.startswith(('http://', 'https://')):
+        raise UserError('--resume: downloads are not supported; pass a local pickle path')
+    if os.path.isdir(resume):
+        snaps = sorted(p for p in os.listdir(resume) if p.startswith('network-snapshot-') and p.endswith('.pkl'))
+        if not snaps:
+            raise UserError(f'--resume {resume}: no network-snapshot-*.pkl in this directory')
+        return os.path.join(resume, snaps[-1])
+    if not os.path.isfile(resume):
+        raise UserError(f'--resume {resume}: no such file or directory')
+    return resume
+
+
+def _performance(f, args):
+    device = f.get('device') or 'auto'
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise UserError('--device cuda: no CUDA device is available')
+    if device == 'cpu' and args.num_gpus > 1:
+        args.data_loader_kwargs.num_workers = 0     # each process is one CPU worker already
+    args.device = device
+    fp32 = f.get('fp32')
+    if fp32 is None:
+        fp32 = device == 'cpu'                      # fp16 blocks only slow a CPU down
+    if fp32:
+        args.G_kwargs.synthesis_kwargs.num_fp16_res = args.D_kwargs.num_fp16_res = 0
+        args.G_kwargs.synthesis_kwargs.conv_clamp = args.D_kwargs.conv_clamp = None
+    if f.get('nhwc'):
+        args.G_kwargs.synthesis_kwargs.fp16_channels_last = args.D_kwargs.block_kwargs.fp16_channels_last = True
+    if f.get('nobench'):
+        args.cudnn_benchmark = False
+    if f.get('allow_tf32'):
+        args.allow_tf32 = True
+    if f.get('workers') is not None:
+        if not f.workers >= 1:
+            raise UserError('--workers must be at least 1')
+        args.data_loader_kwargs.num_workers = f.workers
+    elif device == 'cpu':
+        args.data_loader_kwargs.num_workers = min(args.data_loader_kwargs.num_workers, 1)
+    if f.get('tick') is not None:
+        if not f.tick > 0:
+            raise UserError('--tick must be positive')
+        args.kimg_per_tick = f.tick
+    if f.get('resume_mode'):
+        args.resume_mode = f.resume_mode

@@ -1,0 +1,1 @@
+"""Pieces several methods share: synthetic domains, generated-image sources, freezing."""
