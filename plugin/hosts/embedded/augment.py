@@ -133,10 +133,15 @@ class AugmentPipe(torch.nn.Module):
         device = images.device
         if any(self.geom.values()):
             m = self._geometry(n, device)
-            if not torch.equal(m, _eye(3, n, device)):
+            moved = (m != _eye(3, n, device)).flatten(1).any(1)
+            if moved.any():
+                # Only images that drew a transform are resampled: the others stay bit-exact.
+                idx = moved.nonzero().squeeze(1)
                 # affine_grid maps output coordinates to input coordinates in [-1, 1]
-                grid = F.affine_grid(m[:, :2, :].to(images.dtype), [n, ch, h, w], align_corners=False)
-                images = F.grid_sample(images, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
+                grid = F.affine_grid(m[idx, :2, :].to(images.dtype), [len(idx), ch, h, w], align_corners=False)
+                warped = F.grid_sample(images[idx], grid, mode='bilinear', padding_mode='reflection',
+                                       align_corners=False)
+                images = images.index_put((idx,), warped)
         if any(self.color.values()):
             m = self._colour(n, device).to(images.dtype)
             if ch == 3:

@@ -201,6 +201,11 @@ class TrainingRun:
         return theirs is not None and ours is not None and os.path.abspath(theirs) == os.path.abspath(ours)
 
     def _restore_training_state(self, state):
+        # A continuation keeps the original run's schedule (the host's transfer tweaks,
+        # ada_kimg=100 and no EMA ramp-up, are for starting from someone else's weights).
+        for key in ('ema_rampup', 'ada_kimg'):
+            if key in state:
+                self.o[key] = state[key]
         self.cur_nimg = int(state['cur_nimg'])
         self.cur_tick = int(state['cur_tick'])
         self.batch_idx = int(state['batch_idx'])
@@ -217,7 +222,8 @@ class TrainingRun:
                     augment_p=float(self.augment_pipe.p) if self.augment_pipe is not None else None,
                     pl_mean=float(self.loss.pl_mean) if hasattr(self.loss, 'pl_mean') else None,
                     optimizers={k: _cpu(opt.state_dict()) for k, opt in self.optimizers.items()},
-                    random_seed=self.o.random_seed, batch_size=self.o.batch_size)
+                    random_seed=self.o.random_seed, batch_size=self.o.batch_size,
+                    ema_rampup=self.o.ema_rampup, ada_kimg=self.o.ada_kimg)
 
     # -- one training step ------------------------------------------------------------------------
     def next_batch(self):
