@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # The exact commands that made the shipped tiny source models (plugin/assets/sources/).
-# Each is a plain train_cocktail.py run on a procedural domain; the final G_ema/G/D pickle
-# is copied under the domain's name. On a 2-core CPU: about 15 minutes per model.
+# Each is a plain train_cocktail.py run on a procedural domain (2000 images, 32 px); the
+# final snapshot's networks are copied under the domain's name. On a 2-core CPU, two runs
+# side by side at one thread each take about 12 s/kimg each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/tiny_sources}
-KIMG=${KIMG:-150}
 mkdir -p "$WORK" plugin/assets/sources
-train() {   # name, domains
-  local name=$1 domains=$2 cond=0
-  [[ $domains == *,* ]] && cond=1
-  python -m plugin domains --domains "$domains" --count 2000 --resolution 32 --seed 0 --out "$WORK/$name.zip"
-  OMP_NUM_THREADS=1 python train_cocktail.py --outdir "$WORK/runs-$name" --data "$WORK/$name.zip" --cond $cond \
-      --cfg tiny --batch 32 --kimg "$KIMG" --seed 0 --snap 10 --workers 1
-  # Ship the networks and dataset options only (no optimiser state): a few hundred kB each.
-  python - "$(ls -d "$WORK/runs-$name"/*/ | tail -1)network-snapshot-$(printf %06d "$KIMG").pkl" \
-      "plugin/assets/sources/$name.pkl" <<'PY'
+
+dataset() {   # name, domains
+  python -m plugin domains --domains "$2" --count 2000 --resolution 32 --seed 0 --out "$WORK/$1.zip"
+}
+
+train() {     # name, kimg, cond
+  OMP_NUM_THREADS=1 python train_cocktail.py --outdir "$WORK/runs-$1" --data "$WORK/$1.zip" --cond "$3" \
+      --cfg tiny --batch 32 --kimg "$2" --seed 0 --snap 10 --workers 1
+}
+
+ship() {      # name, kimg: keep the networks and dataset options, drop the optimiser state
+  python - "$(ls -d "$WORK/runs-$1"/*/ | tail -1)network-snapshot-$(printf %06d "$2").pkl" \
+      "plugin/assets/sources/$1.pkl" <<'PY'
 import sys, warnings
 from plugin import load_network_pkl, save_network_pkl
 warnings.simplefilter('ignore')
@@ -23,7 +27,11 @@ data = load_network_pkl(sys.argv[1])
 save_network_pkl({k: data[k] for k in ('training_set_kwargs', 'G', 'D', 'G_ema', 'augment_pipe')}, sys.argv[2])
 PY
 }
-# Two at a time (one thread each) on a 2-core machine.
-(train discs discs; train stripes stripes; train cond-discs-triangles discs,triangles) &
-(train squares squares; train rings rings) &
-wait
+
+if [[ ${1:-} != --ship-only ]]; then
+  dataset discs discs; dataset squares squares; dataset rings rings; dataset discs-triangles discs,triangles
+  (train discs 150 0; train rings 120 0) &
+  (train squares 150 0; train discs-triangles 120 1) &
+  wait
+fi
+ship discs 150; ship squares 150; ship rings 120; ship discs-triangles 120
