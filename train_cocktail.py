@@ -2,9 +2,11 @@
 plugin's. Runs on the embedded host (CPU or CUDA) unless --host names a real checkout.
 
     python train_cocktail.py --outdir runs --data discs32.zip --cfg tiny --kimg 50
+    python train_cocktail.py --outdir runs --cocktail a.pkl,b.pkl,c.pkl --root-kimg 20 --kimg 50
 
-Flags are declared in groups (host flags, plugin flags; each method adds its own group), so
-the command grows by adding a group, not by growing one function.
+Flags are declared in groups (host flags, plugin flags, one group per method), and each
+method is a module with SELECTOR, FLAG_NAMES, FLAGS and run(flags): the command grows by
+adding a group, not by growing this function.
 """
 import sys
 import warnings
@@ -12,39 +14,60 @@ import warnings
 import click
 
 from plugin.cli_flags import CLEAN_ERRORS, HOST_FLAGS, PLUGIN_FLAGS, apply_flags
+from training_ext.cocktail import cli as cocktail_cli
+from training_ext.cocktail.sources import CocktailError
+
+METHODS = [cocktail_cli]
+ERRORS = CLEAN_ERRORS + (CocktailError,)
 
 
 @click.command(context_settings=dict(show_default=False, max_content_width=100))
 @apply_flags(HOST_FLAGS)
 @apply_flags(PLUGIN_FLAGS)
+@apply_flags(cocktail_cli.FLAGS)
 def main(**flags):
     """Train a StyleGAN2-ADA network with the plugin's methods (host train.py flags + ours)."""
-    from plugin import hosts, launch, run_options
+    from plugin import hosts
     try:
-        hosts.set_active_host(flags.pop('host'))
-        outdir, dry_run = flags.pop('outdir'), flags.pop('dry_run')
-        desc, args = run_options.build(flags)
-        args.run_dir = launch.next_run_dir(outdir, desc)
-        print('Training options:')
-        print(launch.describe(args))
-        print(f'\nOutput directory:   {args.run_dir}')
-        print(f'Training data:      {args.training_set_kwargs.path}')
-        print(f'Training duration:  {args.total_kimg} kimg')
-        print(f'Number of GPUs:     {args.num_gpus} ({args.device})')
-        print(f'Image resolution:   {args.training_set_kwargs.resolution}')
-        print(f'Conditional model:  {args.training_set_kwargs.use_labels}')
-        print(f'Dataset x-flips:    {args.training_set_kwargs.xflip}\n')
-        if dry_run:
-            print('Dry run; exiting.')
-            return
+        hosts.set_active_host(flags.get('host'))
+        method = next((m for m in METHODS if flags.get(m.SELECTOR)), None)
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*kept as inert data')
-            snapshot = launch.launch(args, host_spec=None)
-        if snapshot:
-            print(f'Final snapshot: {snapshot}')
-    except CLEAN_ERRORS as e:
+            if method is not None:
+                method.run(flags)
+            else:
+                train_plain(flags)
+    except ERRORS as e:
         click.echo(f'error: {e}', err=True)
         sys.exit(1)
+
+
+def train_plain(flags):
+    """A plain StyleGAN2-ADA run, exactly as the host's train.py would configure it."""
+    from plugin import launch, run_options
+    for method in METHODS:
+        for name in method.FLAG_NAMES:
+            if flags.pop(name) not in (None, False, []):
+                raise run_options.UserError(f'--{name.replace("_", "-")} needs --{method.SELECTOR}')
+    flags.pop('host')
+    outdir, dry_run = flags.pop('outdir'), flags.pop('dry_run')
+    desc, args = run_options.build(flags)
+    args.run_dir = launch.next_run_dir(outdir, desc)
+    print('Training options:')
+    print(launch.describe(args))
+    print(f'\nOutput directory:   {args.run_dir}')
+    print(f'Training data:      {args.training_set_kwargs.path}')
+    print(f'Training duration:  {args.total_kimg} kimg')
+    print(f'Number of GPUs:     {args.num_gpus} ({args.device})')
+    print(f'Image resolution:   {args.training_set_kwargs.resolution}')
+    print(f'Conditional model:  {args.training_set_kwargs.use_labels}')
+    print(f'Dataset x-flips:    {args.training_set_kwargs.xflip}\n')
+    if dry_run:
+        print('Dry run; exiting.')
+        return
+    snapshot = launch.launch(args)
+    if snapshot:
+        print(f'Final snapshot: {snapshot}')
 
 
 if __name__ == '__main__':

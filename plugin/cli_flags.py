@@ -30,7 +30,7 @@ HOST_FLAGS = [
     click.option('--metrics', type=CommaList(), help='Comma-separated list or "none" [default: none]'),
     click.option('--seed', type=int, metavar='INT', help='Random seed [default: 0]'),
     click.option('-n', '--dry-run', is_flag=True, help='Print training options and exit'),
-    click.option('--data', metavar='PATH', required=True, help='Training data (directory or zip)'),
+    click.option('--data', metavar='PATH', help='Training data (directory or zip)'),
     click.option('--cond', type=bool, metavar='BOOL', help='Train conditional model based on dataset labels'),
     click.option('--subset', type=int, metavar='INT', help='Train with only N images [default: all]'),
     click.option('--mirror', type=bool, metavar='BOOL', help='Enable dataset x-flips [default: false]'),

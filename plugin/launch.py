@@ -66,9 +66,9 @@ def _subprocess(rank, args, temp_dir, host_spec):
         tee.close()
 
 
-def launch(args, host_spec=None):
+def launch(args, host_spec=None, exist_ok=False):
     """Create the run directory and train (one process per GPU, or per --gpus on CPU)."""
-    os.makedirs(args.run_dir)
+    os.makedirs(args.run_dir, exist_ok=exist_ok)
     with open(os.path.join(args.run_dir, 'training_options.json'), 'wt') as f:
         json.dump(to_plain(args), f, indent=2)
     with tempfile.TemporaryDirectory() as temp_dir:

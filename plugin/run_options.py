@@ -65,11 +65,15 @@ def _general(f, args):
 
 
 def _dataset(f, args, desc):
-    if not f.get('data'):
-        raise UserError('--data is required')
     host = active_host()
-    args.training_set_kwargs = EasyDict(class_name='training.dataset.ImageFolderDataset', path=f.data,
-                                        use_labels=True, max_size=None, xflip=False)
+    if f.get('training_set_kwargs'):
+        # A plugin stage supplies its own dataset (generated data, say) instead of --data.
+        args.training_set_kwargs = EasyDict(f.training_set_kwargs)
+    elif not f.get('data'):
+        raise UserError('--data is required')
+    else:
+        args.training_set_kwargs = EasyDict(class_name='training.dataset.ImageFolderDataset', path=f.data,
+                                            use_labels=True, max_size=None, xflip=False)
     args.data_loader_kwargs = EasyDict(pin_memory=True, num_workers=3, prefetch_factor=2)
     try:
         ds = host.construct_class_by_name(**args.training_set_kwargs)

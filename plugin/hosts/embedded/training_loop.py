@@ -341,7 +341,11 @@ class TrainingRun:
         self.start_data_iterator()
         if self.is_main:
             os.makedirs(self.o.run_dir, exist_ok=True)
-            save_image_grid(self.grid_real, os.path.join(self.o.run_dir, 'reals.png'), drange=(0, 255),
+            reals, drange = self.grid_real, (0, 255)
+            preview = getattr(self.loss, 'real_images_for_grid', None)
+            if preview is not None:          # a loss that makes its own "real" images shows them
+                reals, drange = torch.cat([preview(c).cpu() for c in self.grid_c.split(self.o.batch_gpu)]), (-1, 1)
+            save_image_grid(reals, os.path.join(self.o.run_dir, 'reals.png'), drange=drange,
                             grid_size=self.grid_size)
             self.save_fakes('fakes_init.png')
             self.stats_jsonl = open(os.path.join(self.o.run_dir, 'stats.jsonl'), 'at')

@@ -1,0 +1,50 @@
+"""train_cocktail.py flags of the cocktail method, and its entry point."""
+import os
+
+import click
+
+from plugin.cli_flags import CommaList
+from plugin.launch import next_run_dir
+
+from .merge import MERGE_METHODS
+from .pipeline import BASELINES, STATE_FILE, CocktailPipeline
+from .sources import CocktailError
+
+SELECTOR = 'cocktail'
+FLAG_NAMES = ('cocktail', 'root', 'root_kimg', 'merge_method', 'merge_weights', 'merge_scale', 'ties_density',
+              'slerp_t', 'class_percentages', 'baseline')
+FLAGS = [
+    click.option('--cocktail', type=CommaList(), metavar='PKLS',
+                 help='Merge these source pickles (comma-separated) into one conditional model'),
+    click.option('--root', type=int, metavar='INT', help='Index of the root source [default: 0]'),
+    click.option('--root-kimg', type=int, metavar='INT', help='kimg of each rooting run [default: --kimg]'),
+    click.option('--merge-method', type=click.Choice(list(MERGE_METHODS)), help='How to merge [default: mean]'),
+    click.option('--merge-weights', type=CommaList(), metavar='LIST', help='task-arithmetic: weight per rooted model'),
+    click.option('--merge-scale', type=float, help='task-arithmetic / ties: scale of the merged delta [default: 1]'),
+    click.option('--ties-density', type=float, help='ties: fraction of each delta kept [default: 0.2]'),
+    click.option('--slerp-t', type=float, help='slerp: interpolation position [default: 0.5]'),
+    click.option('--class-percentages', type=CommaList(), metavar='LIST',
+                 help='Merge fine-tuning class mix, one number per merged class [default: uniform]'),
+    click.option('--baseline', type=click.Choice(BASELINES),
+                 help='Instead of the cocktail: scratch, transfergan or freezed (on the same generated data)'),
+]
+
+
+def run(flags, log=print):
+    """Run (or continue, with --resume PIPELINE_DIR) a cocktail pipeline; returns its report."""
+    if flags.get('data'):
+        raise CocktailError('--cocktail trains on generated images: do not pass --data')
+    if flags.get('class_percentages'):
+        flags['class_percentages'] = [float(x) for x in flags['class_percentages']]
+    resume = flags.get('resume')
+    if resume:
+        if not os.path.isfile(os.path.join(resume, STATE_FILE)):
+            raise CocktailError(f'--resume {resume}: not a cocktail pipeline directory (no {STATE_FILE})')
+        pipeline_dir = resume
+    else:
+        names = '-'.join(os.path.splitext(os.path.basename(p))[0] for p in flags['cocktail'])
+        tag = flags.get('baseline') if flags.get('baseline') not in (None, 'none') else (flags.get('merge_method')
+                                                                                       or 'mean')
+        pipeline_dir = next_run_dir(flags['outdir'], f'cocktail-{names}-{tag}')
+    log(f'Cocktail pipeline: {pipeline_dir}')
+    return CocktailPipeline(flags, pipeline_dir, log=log).run()

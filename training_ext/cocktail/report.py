@@ -1,0 +1,84 @@
+"""The merge report: stage timings, the paper's parameter distances before and after
+rooting, and a grid with one row per source domain (the source's samples on the left, the
+merged model's samples of the same class on the right)."""
+import json
+import os
+
+import torch
+
+from plugin.images import save_image_grid
+from plugin.pickles import load_network_pkl
+
+from . import distance
+
+GRID_SAMPLES = 6
+
+
+def _class_rows(pipeline, merged_G, device='cpu'):
+    """Images for the grid: per merged class, source samples then merged samples."""
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for source in pipeline.sources:
+        for k in range(source.num_classes):
+            z = torch.randn([GRID_SAMPLES, merged_G.z_dim], generator=gen)
+            c_src = torch.zeros([GRID_SAMPLES, source.G_ema.c_dim])
+            if source.G_ema.c_dim:
+                c_src[:, k] = 1
+            c_merged = torch.zeros([GRID_SAMPLES, merged_G.c_dim])
+            c_merged[:, source.offset + k] = 1
+            with torch.no_grad():
+                left = source.G_ema.eval()(z, c_src, noise_mode='const')
+                right = merged_G.eval()(z, c_merged, noise_mode='const')
+            rows.append(torch.cat([left, right]))
+    return torch.cat(rows), len(rows)
+
+
+def write_report(pipeline, final_pkl, rooted, baseline, method):
+    merged = load_network_pkl(final_pkl)
+    report = dict(sources=[dict(path=s.path, name=s.name, classes=list(range(s.offset, s.offset + s.num_classes)),
+                                conditional=s.G.c_dim > 0) for s in pipeline.sources],
+                  root=pipeline.root.name, baseline=baseline, merge_method=None if baseline != 'none' else method,
+                  merged_pickle=final_pkl, num_classes=merged['G_ema'].c_dim, stages=pipeline.state['stages'])
+    before_G = distance.pairwise({s.name: s.G for s in pipeline.sources})
+    report['distance_before_rooting'] = dict(G=distance.summary(before_G),
+                                             D=distance.summary(distance.pairwise({s.name: s.D for s in pipeline.sources})))
+    if rooted:
+        models = {pipeline.root.name: pipeline.root}
+        models.update({name: load_network_pkl(path) for name, path in rooted.items()})
+        nets = {k: (v.G if hasattr(v, 'G') else v['G']) for k, v in models.items()}
+        dnets = {k: (v.D if hasattr(v, 'D') else v['D']) for k, v in models.items()}
+        after_G = distance.pairwise(nets)
+        report['distance_after_rooting'] = dict(G=distance.summary(after_G), D=distance.summary(distance.pairwise(dnets)))
+        report['distance_per_layer'] = dict(before=before_G, after=after_G)
+    images, rows = _class_rows(pipeline, merged['G_ema'])
+    grid = os.path.join(pipeline.dir, 'merge_grid.png')
+    save_image_grid(images, grid, grid_size=(2 * GRID_SAMPLES, rows))
+    report['grid'] = grid
+    with open(os.path.join(pipeline.dir, 'report.json'), 'w') as f:
+        json.dump(report, f, indent=2)
+    text = format_report(report)
+    with open(os.path.join(pipeline.dir, 'report.txt'), 'w') as f:
+        f.write(text + '\n')
+    pipeline.log(text)
+    return report
+
+
+def format_report(r):
+    lines = [f"GAN cocktail of {len(r['sources'])} sources -> {r['num_classes']} classes "
+             f"({'merge: ' + r['merge_method'] if r['merge_method'] else 'baseline: ' + r['baseline']})"]
+    for s in r['sources']:
+        cls = ', '.join(map(str, s['classes']))
+        lines.append(f"  class {cls:<6s} {s['name']}{' (root)' if s['name'] == r['root'] else ''}"
+                     f"{' [conditional]' if s['conditional'] else ''}")
+    lines.append('Stages:')
+    for name, st in r['stages'].items():
+        extra = f"{st['kimg']} kimg, " if 'kimg' in st else ''
+        lines.append(f"  {name:<28s} {extra}{st.get('seconds', 0):.0f} s")
+    lines.append('Mean per-layer squared parameter distance of G (the paper\'s measure):')
+    before, after = r['distance_before_rooting']['G'], r.get('distance_after_rooting', {}).get('G', {})
+    for pair, value in before.items():
+        a = after.get(pair)
+        lines.append(f"  {pair:<32s} before rooting {value:12.4f}" + (f"   after {a:12.4f}" if a is not None else ''))
+    lines.append(f"Merged model: {r['merged_pickle']}")
+    lines.append(f"Grid (per row: source samples | merged samples): {r['grid']}")
+    return '\n'.join(lines)

@@ -1,0 +1,82 @@
+"""Source pickles of a cocktail: loading, compatibility checks, class layout."""
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from plugin.pickles import NetworkPickleError, load_network_pkl
+
+
+class CocktailError(ValueError):
+    """The sources cannot be merged as given."""
+
+
+# Tensors whose shapes depend on the number of classes: allowed to differ between sources.
+LABEL_TENSORS_G = ('mapping.embed.', 'mapping.fc0.weight')
+LABEL_TENSORS_D = ('mapping.', 'b4.out.')
+
+
+@dataclass
+class Source:
+    path: str
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    offset: int = 0
+
+    @property
+    def num_classes(self):
+        """Classes this source contributes to the merged model (an unconditional one: 1)."""
+        return max(self.G.c_dim, 1)
+
+    @property
+    def name(self):
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+    def spec(self):
+        """JSON-friendly description for GeneratedImages."""
+        return dict(pkl=os.path.abspath(self.path), offset=self.offset, classes=self.num_classes)
+
+
+def load_sources(paths):
+    if len(paths) < 2:
+        raise CocktailError(f'a cocktail needs at least two source pickles, got {len(paths)}')
+    sources, offset = [], 0
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                data = load_network_pkl(path)
+        except NetworkPickleError as e:
+            raise CocktailError(f'source {path}: {e}') from None
+        missing = [k for k in ('G', 'D', 'G_ema') if not isinstance(data.get(k), torch.nn.Module)]
+        if missing:
+            raise CocktailError(f'source {path}: has no {", ".join(missing)} network (rooting needs G, D and G_ema)')
+        sources.append(Source(path, data['G'], data['D'], data['G_ema'], offset))
+        offset += sources[-1].num_classes
+    check_compatible(sources)
+    return sources
+
+
+def _shapes(module, skip):
+    return {n: tuple(t.shape) for n, t in module.state_dict().items() if not n.startswith(skip)}
+
+
+def check_compatible(sources):
+    first = sources[0]
+    res = {s.path: s.G.img_resolution for s in sources}
+    if len(set(res.values())) > 1:
+        raise CocktailError('sources have different resolutions: ' + ', '.join(f'{p} {r}px' for p, r in res.items()))
+    for s in sources[1:]:
+        for what, a, b, skip in (('G', first.G, s.G, LABEL_TENSORS_G), ('D', first.D, s.D, LABEL_TENSORS_D)):
+            sa, sb = _shapes(a, skip), _shapes(b, skip)
+            diff = sorted(n for n in set(sa) | set(sb) if sa.get(n) != sb.get(n))
+            if diff:
+                shown = ', '.join(f'{n} {sa.get(n, "missing")} vs {sb.get(n, "missing")}' for n in diff[:8])
+                more = f' (+{len(diff) - 8} more)' if len(diff) > 8 else ''
+                raise CocktailError(f'{s.path} has another {what} architecture than {first.path}: {shown}{more}')
+
+
+def total_classes(sources):
+    return sum(s.num_classes for s in sources)
