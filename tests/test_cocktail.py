@@ -1,0 +1,178 @@
+"""GAN Cocktail: merge arithmetic, function-preserving widening, the pipeline end to end,
+stage-wise resume and the errors for sources that cannot be merged."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, small_D_kwargs, small_G_kwargs
+from plugin import load_network_pkl, save_network_pkl
+from plugin.hosts.embedded.networks import Discriminator, Generator
+from training_ext.cocktail.merge import merge_state_dicts
+from training_ext.cocktail.pipeline import CocktailPipeline
+from training_ext.cocktail.sources import CocktailError, load_sources
+from training_ext.cocktail.widen import widen_discriminator, widen_generator
+
+
+def make_source(path, seed, c_dim=0, **gkw):
+    torch.manual_seed(seed)
+    G = Generator(**small_G_kwargs(c_dim=c_dim, **gkw))
+    D = Discriminator(**small_D_kwargs(c_dim=c_dim, img_resolution=G.img_resolution))
+    save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), path)
+    return str(path)
+
+
+@pytest.fixture()
+def sources(tmp_path):
+    return [make_source(tmp_path / f'src{i}.pkl', seed=i) for i in range(3)]
+
+
+def test_mean_is_the_exact_arithmetic_mean():
+    torch.manual_seed(0)
+    sds = [Generator(**small_G_kwargs()).state_dict() for _ in range(3)]
+    merged = merge_state_dicts(sds[0], sds[1:], 'mean')
+    for name, value in merged.items():
+        if name.endswith(('resample_filter', 'noise_const')):
+            assert torch.equal(value, sds[0][name])                 # constants copied from the root
+        else:
+            torch.testing.assert_close(value, (sds[0][name] + sds[1][name] + sds[2][name]) / 3, rtol=0, atol=1e-6)
+
+
+def test_other_merge_methods():
+    torch.manual_seed(0)
+    root, a, b = (torch.randn(50) for _ in range(3))
+    sd = lambda t: {'w': t}  # noqa: E731
+    mean = merge_state_dicts(sd(root), [sd(a), sd(b)], 'mean')['w']
+    ta = merge_state_dicts(sd(root), [sd(a), sd(b)], 'task-arithmetic')['w']
+    torch.testing.assert_close(ta, mean)                             # default weights 1/N == mean
+    scaled = merge_state_dicts(sd(root), [sd(a), sd(b)], 'task-arithmetic', weights=[1.0, 0.0])['w']
+    torch.testing.assert_close(scaled, a)
+    ties = merge_state_dicts(sd(root), [sd(a), sd(a)], 'ties', density=1.0)['w']
+    torch.testing.assert_close(ties, a)                              # identical deltas survive whole
+    sparse = merge_state_dicts(sd(root), [sd(a)], 'ties', density=0.1)['w']
+    assert (sparse != root).sum() == 5
+    torch.testing.assert_close(merge_state_dicts(sd(root), [sd(a)], 'slerp', t=0.0)['w'], root)
+    torch.testing.assert_close(merge_state_dicts(sd(root), [sd(a)], 'slerp', t=1.0)['w'], a, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match='two models'):
+        merge_state_dicts(sd(root), [sd(a), sd(b)], 'slerp')
+    with pytest.raises(ValueError, match='unknown merge method'):
+        merge_state_dicts(sd(root), [sd(a)], 'average')
+
+
+def test_widening_an_unconditional_pair_preserves_outputs_for_every_class():
+    torch.manual_seed(1)
+    G = Generator(**small_G_kwargs()).eval()
+    D = Discriminator(**small_D_kwargs()).eval()
+    G3, D3 = widen_generator(G, 3).eval(), widen_discriminator(D, 3).eval()
+    assert G3.c_dim == D3.c_dim == 3
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        img = G(z, None, noise_mode='const')
+        logits = D(img, None)
+        for k in range(3):
+            c = torch.eye(3)[[k] * 4]
+            torch.testing.assert_close(G3(z, c, noise_mode='const'), img, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(D3(img, c), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_widening_a_conditional_model_keeps_its_classes_at_the_offset():
+    torch.manual_seed(2)
+    G = Generator(**small_G_kwargs(c_dim=2)).eval()
+    D = Discriminator(**small_D_kwargs(c_dim=2)).eval()
+    G5, D5 = widen_generator(G, 5, offset=3).eval(), widen_discriminator(D, 5, offset=3).eval()
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        for k in range(2):
+            c_old, c_new = torch.eye(2)[[k] * 4], torch.eye(5)[[3 + k] * 4]
+            img = G(z, c_old, noise_mode='const')
+            torch.testing.assert_close(G5(z, c_new, noise_mode='const'), img, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(D5(img, c_new), D(img, c_old), rtol=1e-5, atol=1e-5)
+
+
+def run_pipeline(tmp_path, sources, **over):
+    flags = dict(cocktail=sources, outdir=str(tmp_path), cfg='tiny', batch=8, root_kimg=0.032, kimg=0.032,
+                 tick=0.016, snap=1, seed=0, workers=None, device='cpu')
+    flags.update(over)
+    logs = []
+    report = CocktailPipeline(flags, str(tmp_path / 'pipe'), log=logs.append).run()
+    return report, logs
+
+
+def test_pipeline_end_to_end(tmp_path, sources):
+    before = {p: open(p, 'rb').read() for p in sources}
+    report, logs = run_pipeline(tmp_path, sources)
+    # Sources untouched; rooting pulled every model towards the root.
+    assert all(open(p, 'rb').read() == b for p, b in before.items())
+    assert set(report['stages']) == {'stage1-root-src1', 'stage1-root-src2', 'stage2-average', 'stage3-merge'}
+    before_d, after_d = report['distance_before_rooting']['G'], report['distance_after_rooting']['G']
+    for pair in ('src0 - src1', 'src0 - src2'):
+        assert after_d[pair] < before_d[pair]
+    merged = load_network_pkl(report['merged_pickle'])
+    G = merged['G_ema']
+    assert G.c_dim == 3 and merged['D'].c_dim == 3
+    for k in range(3):
+        img = G(torch.randn(2, G.z_dim), torch.eye(3)[[k, k]])
+        assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
+    pipe = tmp_path / 'pipe'
+    assert (pipe / 'merge_grid.png').is_file() and (pipe / 'report.txt').is_file()
+    assert json.loads((pipe / 'report.json').read_text())['num_classes'] == 3
+
+
+def test_resume_skips_finished_stages(tmp_path, sources, monkeypatch):
+    import training_ext.cocktail.pipeline as pipeline_mod
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt('killed during merge fine-tuning')
+    real_merge = pipeline_mod.CocktailPipeline.merge
+    monkeypatch.setattr(pipeline_mod.CocktailPipeline, 'merge', killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(tmp_path, sources)
+    rooted = tmp_path / 'pipe' / 'stage1-root-src1'
+    mtimes = {p: p.stat().st_mtime_ns for p in rooted.iterdir()}
+    monkeypatch.setattr(pipeline_mod.CocktailPipeline, 'merge', real_merge)
+    report, logs = run_pipeline(tmp_path, sources)
+    assert any('[stage1-root-src1] done before, skipping' in line for line in logs)
+    assert any('[stage2-average] done before, skipping' in line for line in logs)
+    assert {p: p.stat().st_mtime_ns for p in rooted.iterdir()} == mtimes
+    assert os.path.isfile(report['merged_pickle'])
+
+
+def test_baseline_transfergan_skips_rooting(tmp_path, sources):
+    report, _ = run_pipeline(tmp_path, sources[:2], baseline='transfergan')
+    assert set(report['stages']) == {'stage3-merge'} and report['baseline'] == 'transfergan'
+    assert load_network_pkl(report['merged_pickle'])['G_ema'].c_dim == 2
+
+
+def test_mixed_conditional_and_unconditional_sources(tmp_path):
+    a = make_source(tmp_path / 'u.pkl', seed=0)
+    b = make_source(tmp_path / 'c.pkl', seed=1, c_dim=2)
+    srcs = load_sources([a, b])
+    assert [s.offset for s in srcs] == [0, 1] and [s.num_classes for s in srcs] == [1, 2]
+
+
+def test_bad_sources(tmp_path, sources):
+    with pytest.raises(CocktailError, match='at least two'):
+        load_sources(sources[:1])
+    other = make_source(tmp_path / 'wide.pkl', seed=5, synthesis_kwargs=dict(channel_base=256, channel_max=32,
+                                                                             architecture='skip'))
+    with pytest.raises(CocktailError, match=r'another G architecture.*b16\.conv0\.weight \(8, 16, 3, 3\) vs \(16, 32'):
+        load_sources([sources[0], other])
+    big = make_source(tmp_path / 'big.pkl', seed=6, img_resolution=32)
+    with pytest.raises(CocktailError, match='different resolutions'):
+        load_sources([sources[0], big])
+    junk = tmp_path / 'junk.pkl'
+    junk.write_bytes(b'\x80\x04garbage')
+    with pytest.raises(CocktailError, match='junk.pkl'):
+        load_sources([sources[0], str(junk)])
+
+
+def test_cli_errors_are_one_line(tmp_path, sources):
+    r = subprocess.run([sys.executable, 'train_cocktail.py', '--outdir', str(tmp_path), '--cocktail', sources[0]],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.strip().count('\n') == 0 and 'at least two' in r.stderr
+    r = subprocess.run([sys.executable, 'train_cocktail.py', '--outdir', str(tmp_path), '--data', 'x.zip',
+                        '--merge-method', 'ties'], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and 'needs --cocktail' in r.stderr
