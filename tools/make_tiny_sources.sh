@@ -30,8 +30,8 @@ PY
 
 if [[ ${1:-} != --ship-only ]]; then
   dataset discs discs; dataset squares squares; dataset rings rings; dataset discs-triangles discs,triangles
-  (train discs 150 0; train rings 120 0) &
-  (train squares 150 0; train discs-triangles 120 1) &
+  (train discs 120 0; train rings 100 0) &
+  (train squares 120 0; train discs-triangles 100 1) &
   wait
 fi
-ship discs 150; ship squares 150; ship rings 120; ship discs-triangles 120
+ship discs 120; ship squares 120; ship rings 100; ship discs-triangles 100

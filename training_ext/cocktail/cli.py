@@ -7,7 +7,9 @@ from plugin.cli_flags import CommaList
 from plugin.launch import next_run_dir
 
 from .merge import MERGE_METHODS
-from .pipeline import BASELINES, STATE_FILE, CocktailPipeline
+from training_ext.common.stages import STATE_FILE
+
+from .pipeline import BASELINES, CocktailPipeline
 from .sources import CocktailError
 
 SELECTOR = 'cocktail'

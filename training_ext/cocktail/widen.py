@@ -77,7 +77,3 @@ def widen_discriminator(D, c_dim, offset=0):
         _widen_embedding(D.mapping.embed, new.mapping.embed, offset)
     return new
 
-
-def host_class_name(module):
-    """The host class path of a network (what G_kwargs.class_name names)."""
-    return f'training.networks.{type(module).__name__}'

@@ -1,0 +1,144 @@
+"""Multi-stage methods: a directory of training stages that can be resumed stage by stage.
+
+A method (cocktail, mining, ...) is a sequence of stages; each training stage is an
+ordinary run of the host's training loop configured through its seams. The pipeline
+directory keeps ``pipeline_state.json``; started again on the same directory, finished
+stages are skipped and an interrupted training stage continues from its newest snapshot.
+"""
+import copy
+import json
+import os
+import time
+
+from plugin import launch, run_options
+from plugin.easydict import EasyDict, to_plain
+
+STATE_FILE = 'pipeline_state.json'
+# Flags of train_cocktail.py that every stage inherits (the host's meaning, per stage).
+STAGE_FLAGS = ('gpus', 'snap', 'seed', 'cfg', 'gamma', 'batch', 'aug', 'p', 'target', 'augpipe', 'fp32', 'nhwc',
+               'nobench', 'allow_tf32', 'workers', 'device', 'tick', 'batch_gpu', 'mirror', 'subset', 'cond')
+
+
+class StageError(ValueError):
+    """A stage cannot be configured as asked."""
+
+
+class StagePipeline:
+    method = 'pipeline'
+
+    def __init__(self, flags, pipeline_dir, host_spec=None, log=print, identity=None):
+        self.flags = EasyDict(flags)
+        self.dir = pipeline_dir
+        self.host_spec = host_spec
+        self.log = log
+        os.makedirs(self.dir, exist_ok=True)
+        self.state_path = os.path.join(self.dir, STATE_FILE)
+        self.state = self._load_state(identity)
+
+    # -- persistent state -------------------------------------------------------------------------
+    def _load_state(self, identity):
+        if os.path.isfile(self.state_path):
+            with open(self.state_path) as f:
+                state = json.load(f)
+            if identity is not None and state.get('identity') != identity:
+                raise StageError(f'{self.dir} is a {state.get("method")} pipeline for {state.get("identity")}, '
+                                 f'not {identity}')
+            return state
+        return dict(method=self.method, identity=identity, stages={},
+                    flags=to_plain({k: v for k, v in self.flags.items() if k != 'outdir'}))
+
+    def _save_state(self):
+        tmp = self.state_path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(self.state, f, indent=2)
+        os.replace(tmp, self.state_path)
+
+    def done(self, name):
+        stage = self.state['stages'].get(name)
+        return stage if stage and stage.get('done') else None
+
+    def finish(self, name, **info):
+        self.state['stages'][name] = dict(info, done=True)
+        self._save_state()
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    # -- training stages --------------------------------------------------------------------------
+    def stage_args(self, name, G_kwargs, D_kwargs, kimg, data=None, dataset=None, loss_kwargs=None, resume=None,
+                   freezed=None, aug_default=None):
+        """training_loop kwargs for one stage: the user's flags, these networks and data."""
+        flags = {k: self.flags.get(k) for k in STAGE_FLAGS}
+        flags['aug'] = flags['aug'] or aug_default
+        flags['metrics'] = []
+        flags['data'] = data
+        if dataset is not None:
+            flags['training_set_kwargs'] = dataset
+            flags['cond'] = dataset.get('num_classes', 0) > 0
+        flags['freezed'] = freezed
+        try:
+            _, args = run_options.build(flags)
+        except run_options.UserError as e:
+            raise StageError(str(e)) from None
+        fp16 = dict(num_fp16_res=0, conv_clamp=None) if args.G_kwargs.synthesis_kwargs.num_fp16_res == 0 else {}
+        args.G_kwargs = network_kwargs(G_kwargs, fp16)
+        args.D_kwargs = network_kwargs(D_kwargs, fp16)
+        if freezed is not None:
+            args.D_kwargs.setdefault('block_kwargs', EasyDict())['freeze_layers'] = freezed
+        mbstd = args.D_kwargs.get('epilogue_kwargs', {}).get('mbstd_group_size', 4)
+        if mbstd and args.batch_gpu % min(mbstd, args.batch_gpu):
+            raise StageError(f'the per-GPU batch ({args.batch_gpu}) must be a multiple of the discriminator\'s '
+                             f'minibatch-stddev group ({mbstd}); change --batch')
+        if loss_kwargs:
+            args.loss_kwargs = EasyDict(args.loss_kwargs, **loss_kwargs)
+        args.total_kimg = kimg
+        args.run_dir = self.path(name)
+        snaps = snapshots(args.run_dir)
+        if snaps:                            # an interrupted stage: continue from its newest snapshot
+            args.resume_pkl, args.resume_mode = snaps[-1], 'continue'
+            self.log(f'[{name}] continuing from {os.path.basename(snaps[-1])}')
+        elif resume is not None:
+            args.resume_pkl, args.resume_mode = resume, 'weights'
+            args.ada_kimg, args.ema_rampup = 100, None
+        return args
+
+    def train(self, name, args):
+        """Run a training stage unless it finished before; returns its final snapshot."""
+        done = self.done(name)
+        if done:
+            self.log(f'[{name}] done before, skipping ({os.path.basename(done["output"])})')
+            return done['output']
+        self.log(f'[{name}] training {args.total_kimg} kimg -> {args.run_dir}')
+        t0 = time.time()
+        launch.launch(args, host_spec=self.host_spec, exist_ok=True)
+        final = snapshots(args.run_dir)[-1]
+        self.finish(name, output=final, kimg=args.total_kimg, seconds=round(time.time() - t0, 1))
+        return final
+
+
+def network_kwargs(kwargs, fp16_override):
+    """Generator/discriminator kwargs for a stage: what the loop supplies removed, and the
+    stage's precision applied (to synthesis_kwargs for a generator, at top level for D)."""
+    kw = EasyDict(copy.deepcopy(dict(kwargs)))
+    for key in ('c_dim', 'img_resolution', 'img_channels'):
+        kw.pop(key, None)
+    if 'synthesis_kwargs' in kw:
+        kw.synthesis_kwargs = EasyDict(kw.synthesis_kwargs, **fp16_override)
+    elif kw.get('class_name', '').endswith('Discriminator'):
+        kw.update(fp16_override)
+    return kw
+
+
+def snapshots(run_dir):
+    if not os.path.isdir(run_dir):
+        return []
+    return sorted(os.path.join(run_dir, p) for p in os.listdir(run_dir)
+                  if p.startswith('network-snapshot-') and p.endswith('.pkl'))
+
+
+def module_kwargs(module):
+    """Constructor kwargs of a persistent network, with its host class_name."""
+    kw = copy.deepcopy(dict(module._init_kwargs))
+    kw['class_name'] = f'training.networks.{type(module).__name__}' if type(module).__module__.startswith(
+        'plugin.hosts.') else f'{type(module).__module__}.{type(module).__qualname__}'
+    return kw

@@ -1,0 +1,226 @@
+"""The miner: a small network in front of frozen pretrained generators.
+
+``MinedGenerator`` wraps one or several host generators so that ``G(z, c)``, ``G.mapping``
+(which the StyleGAN2 loss calls, style mixing included) and ``G.synthesis`` all go through
+the miner; host-style code samples it like any generator. Layout:
+
+    mapping   = MinedMapping:   miners[j], mappings[j] (the sources' mapping networks), selector
+    synthesis = MinedSynthesis: syntheses[j] (the sources' synthesis networks)
+
+With one source the ws between them are the source's own. With several, ``mapping`` picks a
+generator per sample and packs the choice into the ws (padded to the widest w, plus one
+channel holding the generator index), which ``synthesis`` unpacks; the loss never notices.
+
+Freezing (stage 1: only miners and selector train; MineGAN++: only selected channels) uses
+gradient masks (training_ext.common.freezing), which survive the host loop.
+"""
+import torch
+
+from plugin.hosts import active_host
+from plugin.persistence import persistent_class
+from training_ext.common.freezing import register_gradient_masks
+
+
+@persistent_class(None)
+class Miner(torch.nn.Module):
+    """z -> z (or w -> w): Linear, ReLU, Linear. ``init='identity'`` adds the input back and
+    zero-initialises the last layer, so mining starts exactly at the source distribution;
+    ``init='default'`` is the reference's plain MLP."""
+
+    def __init__(self, in_dim, out_dim, hidden=None, init='identity'):
+        super().__init__()
+        if init not in ('identity', 'default'):
+            raise ValueError(f"miner init must be 'identity' or 'default', got {init!r}")
+        if init == 'identity' and in_dim != out_dim:
+            raise ValueError('an identity-initialised miner needs equal input and output widths')
+        self.residual = init == 'identity'
+        self.fc1 = torch.nn.Linear(in_dim, hidden or out_dim)
+        self.fc2 = torch.nn.Linear(hidden or out_dim, out_dim)
+        if self.residual:
+            torch.nn.init.zeros_(self.fc2.weight)
+            torch.nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x):
+        y = self.fc2(torch.relu(self.fc1(x)))
+        return x + y if self.residual else y
+
+
+@persistent_class(None)
+class Selector(torch.nn.Module):
+    """Per-sample logits over the source generators, from the input noise."""
+
+    def __init__(self, z_dim, num_generators, hidden=64):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(z_dim, hidden), torch.nn.ReLU(),
+                                       torch.nn.Linear(hidden, num_generators))
+        torch.nn.init.zeros_(self.net[2].weight)      # start uniform over the generators
+        torch.nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+@persistent_class(None)
+class MinedMapping(torch.nn.Module):
+    def __init__(self, mappings, z_dim, space='z', miner_init='identity'):
+        super().__init__()
+        self.space = space
+        self.mappings = torch.nn.ModuleList(mappings)
+        self.z_dim = z_dim
+        self.w_dims = [m.w_dim for m in mappings]
+        self.num_ws = mappings[0].num_ws
+        if space == 'z':
+            self.miners = torch.nn.ModuleList([Miner(z_dim, m.z_dim, init=miner_init) for m in mappings])
+        else:
+            self.miners = torch.nn.ModuleList([Miner(m.w_dim, m.w_dim, init=miner_init) for m in mappings])
+        self.selector = Selector(z_dim, len(mappings)) if len(mappings) > 1 else None
+        self.packed = len(mappings) > 1
+        self.w_dim = max(self.w_dims) + 1 if self.packed else self.w_dims[0]
+
+    def select(self, z):
+        """Generator index per sample: sampled from the selector while training, argmax otherwise."""
+        if self.selector is None:
+            return torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
+        logits = self.selector(z)
+        if self.training:
+            return torch.distributions.Categorical(logits=logits.detach()).sample()
+        return logits.argmax(1)
+
+    def _one(self, j, z, c, truncation_psi, truncation_cutoff, **kwargs):
+        mapping, miner = self.mappings[j], self.miners[j]
+        if self.space == 'z':
+            return mapping(miner(z), c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, **kwargs)
+        ws = miner(mapping(z, c, **kwargs))            # w-space miner: before truncation
+        if truncation_psi != 1:
+            cut = slice(None) if truncation_cutoff is None else slice(None, truncation_cutoff)
+            ws = ws.clone()
+            ws[:, cut] = mapping.w_avg.lerp(ws[:, cut], truncation_psi)
+        return ws
+
+    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, select=None, **kwargs):
+        if not self.packed:
+            return self._one(0, z, c, truncation_psi, truncation_cutoff, **kwargs)
+        if select is None:
+            select = self.select(z)
+        elif isinstance(select, int):
+            select = torch.full([z.shape[0]], select, dtype=torch.long, device=z.device)
+        out = torch.zeros([z.shape[0], self.num_ws, self.w_dim], device=z.device)
+        for j in range(len(self.mappings)):
+            idx = (select == j).nonzero().squeeze(1)
+            if idx.numel():
+                cj = c[idx] if c is not None and c.numel() else c
+                out = out.index_put((idx,), torch.nn.functional.pad(
+                    self._one(j, z[idx], cj, truncation_psi, truncation_cutoff, **kwargs),
+                    [0, self.w_dim - self.w_dims[j]]))
+        out[:, :, -1] = select.to(out.dtype).unsqueeze(1)
+        return out
+
+
+@persistent_class(None)
+class MinedSynthesis(torch.nn.Module):
+    def __init__(self, syntheses):
+        super().__init__()
+        self.syntheses = torch.nn.ModuleList(syntheses)
+        self.w_dims = [s.w_dim for s in syntheses]
+        self.packed = len(syntheses) > 1
+        self.num_ws = syntheses[0].num_ws
+        self.img_resolution = syntheses[0].img_resolution
+        self.img_channels = syntheses[0].img_channels
+        self.w_dim = max(self.w_dims) + 1 if self.packed else self.w_dims[0]
+        self.block_resolutions = syntheses[0].block_resolutions
+
+    def forward(self, ws, **kwargs):
+        if not self.packed:
+            return self.syntheses[0](ws, **kwargs)
+        select = ws[:, 0, -1].detach().round().long()
+        img = None
+        for j, synthesis in enumerate(self.syntheses):
+            idx = (select == j).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            part = synthesis(ws[idx, :, :self.w_dims[j]], **kwargs)
+            if img is None:
+                img = torch.zeros([ws.shape[0], *part.shape[1:]], device=part.device, dtype=part.dtype)
+            img = img.index_put((idx,), part)
+        return img
+
+
+@persistent_class(None)
+class MinedGenerator(torch.nn.Module):
+    """Miner(s) + pretrained generator(s), constructed from the generators' kwargs.
+
+    ``generators``: list of the sources' generator kwargs (with class_name); weights come
+    from the stage's initial pickle. ``train``: 'miner' (stage 1: only miners and selector
+    learn), 'all' (stage 2), or 'sparse' (stage 2 with per-channel masks, MineGAN++).
+    ``c_dim``, ``img_resolution`` and ``img_channels`` are what the training loop passes;
+    they must agree with the sources.
+    """
+
+    def __init__(self, generators, space='z', miner_init='identity', train='miner', c_dim=None,
+                 img_resolution=None, img_channels=None):
+        super().__init__()
+        if not generators:
+            raise ValueError('MinedGenerator needs at least one source generator')
+        if space not in ('z', 'w'):
+            raise ValueError(f"mining space must be 'z' or 'w', got {space!r}")
+        if train not in ('miner', 'all', 'sparse'):
+            raise ValueError(f"train must be 'miner', 'all' or 'sparse', got {train!r}")
+        host = active_host()
+        gens = [host.construct_class_by_name(**dict(kw)) for kw in generators]
+        res = {g.img_resolution for g in gens}
+        if len(res) > 1:
+            raise ValueError(f'source generators have different resolutions: {sorted(res)}')
+        if img_resolution is not None and img_resolution != gens[0].img_resolution:
+            raise ValueError(f'the target images are {img_resolution}px, the sources {gens[0].img_resolution}px')
+        if c_dim not in (None, 0) and any(g.c_dim != c_dim for g in gens):
+            raise ValueError('conditional mining needs sources with the target\'s number of classes')
+        self.z_dim = gens[0].z_dim
+        self.c_dim = gens[0].c_dim
+        self.img_resolution = gens[0].img_resolution
+        self.img_channels = gens[0].img_channels
+        self.train_mode = train
+        self.mapping = MinedMapping([g.mapping for g in gens], self.z_dim, space, miner_init)
+        self.synthesis = MinedSynthesis([g.synthesis for g in gens])
+        self.num_ws = self.synthesis.num_ws
+        self.w_dim = self.mapping.w_dim
+        self._freeze(train)
+
+    def _freeze(self, train):
+        if train == 'all':
+            return
+        generator_params = {f'mapping.mappings.{n}': p for n, p in self.mapping.mappings.named_parameters()}
+        generator_params.update({f'synthesis.{n}': p for n, p in self.synthesis.named_parameters()})
+        masks = None
+        if train == 'sparse':
+            # Per output channel of every synthesis conv layer (weight rows and bias); all
+            # ones until the sparse selection fills them in (see sparse.py).
+            masks = {n: torch.ones([p.shape[0]] + [1] * (p.ndim - 1)) for n, p in generator_params.items()
+                     if is_channel_param(n, p)}
+        register_gradient_masks(self, generator_params, masks)
+
+    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, select=None, **synthesis_kwargs):
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, select=select)
+        return self.synthesis(ws, **synthesis_kwargs)
+
+
+def is_channel_param(name, p):
+    """Weights and biases of the synthesis conv layers (conv0/conv1), scored per output channel."""
+    parts = name.split('.')
+    return (name.startswith('synthesis.') and len(parts) >= 2 and parts[-2] in ('conv0', 'conv1')
+            and parts[-1] in ('weight', 'bias'))
+
+
+def generator_kwargs(G):
+    kw = dict(G._init_kwargs)
+    kw['class_name'] = f'training.networks.{type(G).__name__}'
+    return kw
+
+
+def mined_from_sources(generators, space='z', miner_init='identity', train='miner'):
+    """A MinedGenerator holding the given (loaded) generators' weights."""
+    M = MinedGenerator([generator_kwargs(G) for G in generators], space=space, miner_init=miner_init, train=train)
+    with torch.no_grad():
+        for j, G in enumerate(generators):
+            M.mapping.mappings[j].load_state_dict(G.mapping.state_dict())
+            M.synthesis.syntheses[j].load_state_dict(G.synthesis.state_dict())
+    return M
