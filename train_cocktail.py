@@ -3,6 +3,7 @@ plugin's. Runs on the embedded host (CPU or CUDA) unless --host names a real che
 
     python train_cocktail.py --outdir runs --data discs32.zip --cfg tiny --kimg 50
     python train_cocktail.py --outdir runs --cocktail a.pkl,b.pkl,c.pkl --root-kimg 20 --kimg 50
+    python train_cocktail.py --outdir runs --data target.zip --mine a.pkl,b.pkl --mine-kimg 20 --kimg 50
 
 Flags are declared in groups (host flags, plugin flags, one group per method), and each
 method is a module with SELECTOR, FLAG_NAMES, FLAGS and run(flags): the command grows by
@@ -16,15 +17,18 @@ import click
 from plugin.cli_flags import CLEAN_ERRORS, HOST_FLAGS, PLUGIN_FLAGS, apply_flags
 from training_ext.cocktail import cli as cocktail_cli
 from training_ext.cocktail.sources import CocktailError
+from training_ext.mining import cli as mining_cli
+from training_ext.mining.pipeline import MiningError
 
-METHODS = [cocktail_cli]
-ERRORS = CLEAN_ERRORS + (CocktailError,)
+METHODS = [cocktail_cli, mining_cli]
+ERRORS = CLEAN_ERRORS + (CocktailError, MiningError)
 
 
 @click.command(context_settings=dict(show_default=False, max_content_width=100))
 @apply_flags(HOST_FLAGS)
 @apply_flags(PLUGIN_FLAGS)
 @apply_flags(cocktail_cli.FLAGS)
+@apply_flags(mining_cli.FLAGS)
 def main(**flags):
     """Train a StyleGAN2-ADA network with the plugin's methods (host train.py flags + ours)."""
     from plugin import hosts
@@ -49,6 +53,8 @@ def train_plain(flags):
         for name in method.FLAG_NAMES:
             if flags.pop(name) not in (None, False, []):
                 raise run_options.UserError(f'--{name.replace("_", "-")} needs --{method.SELECTOR}')
+    if flags.pop('baseline') not in (None, 'none'):
+        raise run_options.UserError('--baseline needs --cocktail or --mine')
     flags.pop('host')
     outdir, dry_run = flags.pop('outdir'), flags.pop('dry_run')
     desc, args = run_options.build(flags)

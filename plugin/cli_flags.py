@@ -60,6 +60,9 @@ PLUGIN_FLAGS = [
                  help='Host: "embedded" (default) or a stylegan2-ada-pytorch checkout [env COCKTAIL_HOST]'),
     click.option('--tick', type=float, metavar='KIMG', help='Progress/snapshot tick length in kimg [default: 4]'),
     click.option('--batch-gpu', type=int, metavar='INT', help='Images per process per accumulation round'),
+    click.option('--baseline', type=click.Choice(['none', 'scratch', 'transfergan', 'freezed']),
+                 help='With --cocktail or --mine: train this baseline instead, on the same data '
+                      '(scratch: cocktail only; freezed: Freeze-D with --freezed, default 4)'),
     click.option('--resume-mode', type=click.Choice(['auto', 'continue', 'weights']), default=None,
                  help='continue: restore kimg, optimiser, augment p; weights: transfer only; '
                       'auto: continue when the pickle was trained on the same --data [default: auto]'),

@@ -72,21 +72,26 @@ class PersistentRecord:
     init_kwargs = property(lambda self: dict(self.state.get('_init_kwargs', {})))
 
     def named_tensors(self, prefix=''):
-        """(name, tensor, kind) in state_dict order; nested records are walked."""
-        state = self.state
-        skip = set(state.get('_non_persistent_buffers_set', ()) or ())
-        for name, t in (state.get('_parameters') or {}).items():
-            if t is not None:
-                yield prefix + name, t, 'parameter'
-        for name, t in (state.get('_buffers') or {}).items():
-            if t is not None and name not in skip:
-                yield prefix + name, t, 'buffer'
-        for name, child in (state.get('_modules') or {}).items():
-            if isinstance(child, PersistentRecord):
-                yield from child.named_tensors(prefix + name + '.')
+        """(name, tensor, kind) in state_dict order; nested records and modules are walked."""
+        return _walk_tensors(self.state, prefix)
 
     def __repr__(self):
         return f'<PersistentRecord {self.family}:{self.class_name}>'
+
+
+def _walk_tensors(state, prefix):
+    skip = set(state.get('_non_persistent_buffers_set', ()) or ())
+    for name, t in (state.get('_parameters') or {}).items():
+        if t is not None:
+            yield prefix + name, t, 'parameter'
+    for name, t in (state.get('_buffers') or {}).items():
+        if t is not None and name not in skip:
+            yield prefix + name, t, 'buffer'
+    for name, child in (state.get('_modules') or {}).items():
+        if isinstance(child, PersistentRecord):
+            yield from child.named_tensors(prefix + name + '.')
+        elif isinstance(child, torch.nn.Module):            # a plain torch container or layer
+            yield from _walk_tensors(child.__dict__, prefix + name + '.')
 
 
 def _reconstruct_persistent_obj(meta):
@@ -146,6 +151,21 @@ def _codecs_encode(text, encoding='latin1'):
     return text.encode('latin1')
 
 
+# Plain torch layers and containers that persistent modules may hold as children. They carry
+# tensors only; networks are always rebuilt from their persistent parent's kwargs.
+PLAIN_TORCH_MODULES = {
+    'torch.nn.modules.container.ModuleList': torch.nn.ModuleList,
+    'torch.nn.modules.container.ModuleDict': torch.nn.ModuleDict,
+    'torch.nn.modules.container.Sequential': torch.nn.Sequential,
+    'torch.nn.modules.linear.Linear': torch.nn.Linear,
+    'torch.nn.modules.linear.Identity': torch.nn.Identity,
+    'torch.nn.modules.activation.ReLU': torch.nn.ReLU,
+    'torch.nn.modules.activation.LeakyReLU': torch.nn.LeakyReLU,
+    'torch.nn.modules.activation.Tanh': torch.nn.Tanh,
+    'torch.nn.modules.activation.Sigmoid': torch.nn.Sigmoid,
+    'torch.nn.modules.normalization.LayerNorm': torch.nn.LayerNorm,
+}
+
 _ALLOWED_GLOBALS = {
     'torch_utils.persistence._reconstruct_persistent_obj': _reconstruct_persistent_obj,
     'collections.OrderedDict': collections.OrderedDict,
@@ -161,6 +181,7 @@ _ALLOWED_GLOBALS = {
     '__builtin__.set': _set,
     'builtins.frozenset': frozenset,
     '_codecs.encode': _codecs_encode,
+    **PLAIN_TORCH_MODULES,
 }
 
 
@@ -341,10 +362,14 @@ def _snapshot_copy(value):
 
 
 def _check_savable(module):
-    bad = [n or type(module).__name__ for n, m in module.named_modules() if not persistence.is_persistent(m)]
-    if bad:
+    plain = tuple(PLAIN_TORCH_MODULES.values())
+    if not persistence.is_persistent(module):
         raise NetworkPickleError(f'cannot save {type(module).__name__}: not a persistent class '
-                                 f'(decorate it with plugin.persistence.persistent_class): {_short(bad)}')
+                                 '(decorate it with plugin.persistence.persistent_class)')
+    bad = [n for n, m in module.named_modules() if not persistence.is_persistent(m) and type(m) not in plain]
+    if bad:
+        raise NetworkPickleError(f'cannot save {type(module).__name__}: these parts are neither persistent classes '
+                                 f'nor plain torch layers: {_short(bad)}')
 
 
 def dumps_network_pkl(data):

@@ -9,12 +9,12 @@ from plugin.launch import next_run_dir
 from .merge import MERGE_METHODS
 from training_ext.common.stages import STATE_FILE
 
-from .pipeline import BASELINES, CocktailPipeline
+from .pipeline import CocktailPipeline
 from .sources import CocktailError
 
 SELECTOR = 'cocktail'
 FLAG_NAMES = ('cocktail', 'root', 'root_kimg', 'merge_method', 'merge_weights', 'merge_scale', 'ties_density',
-              'slerp_t', 'class_percentages', 'baseline')
+              'slerp_t', 'class_percentages')
 FLAGS = [
     click.option('--cocktail', type=CommaList(), metavar='PKLS',
                  help='Merge these source pickles (comma-separated) into one conditional model'),
@@ -27,8 +27,6 @@ FLAGS = [
     click.option('--slerp-t', type=float, help='slerp: interpolation position [default: 0.5]'),
     click.option('--class-percentages', type=CommaList(), metavar='LIST',
                  help='Merge fine-tuning class mix, one number per merged class [default: uniform]'),
-    click.option('--baseline', type=click.Choice(BASELINES),
-                 help='Instead of the cocktail: scratch, transfergan or freezed (on the same generated data)'),
 ]
 
 

@@ -94,7 +94,7 @@ class StagePipeline:
         args.total_kimg = kimg
         args.run_dir = self.path(name)
         snaps = snapshots(args.run_dir)
-        if snaps:                            # an interrupted stage: continue from its newest snapshot
+        if snaps and not self.done(name):    # an interrupted stage: continue from its newest snapshot
             args.resume_pkl, args.resume_mode = snaps[-1], 'continue'
             self.log(f'[{name}] continuing from {os.path.basename(snaps[-1])}')
         elif resume is not None:

@@ -1,0 +1,48 @@
+"""The StyleGAN2 loss plus the selector's objective for mining several generators.
+
+In each Gmain step the selector (a head on the input noise) is trained by cross-entropy
+towards, per sample, the generator whose image the discriminator scores highest: the
+pseudo-label of the MineGAN prototype. Selection and pseudo-label frequencies are
+reported as ``Mining/select/j`` and ``Mining/pseudo/j`` (stats.jsonl, the log).
+"""
+import torch
+import torch.nn.functional as F
+
+from plugin.hosts import active_host
+from plugin.hosts.embedded.training_stats import report
+
+
+class MiningLoss:
+    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, selector_weight=1.0,
+                 inner_class_name='training.loss.StyleGAN2Loss', **loss_kwargs):
+        self.inner = active_host().construct_class_by_name(inner_class_name, device=device, G_mapping=G_mapping,
+                                                           G_synthesis=G_synthesis, D=D, augment_pipe=augment_pipe,
+                                                           **loss_kwargs)
+        self.G_mapping, self.G_synthesis, self.D = G_mapping, G_synthesis, D
+        self.selector_weight = selector_weight
+
+    def __getattr__(self, name):
+        if name == 'inner':
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
+                                        sync=sync, gain=gain)
+        selector = getattr(self.G_mapping, 'selector', None)
+        if phase in ('Gmain', 'Gboth') and selector is not None and self.selector_weight > 0:
+            self.train_selector(selector, gen_z, gen_c, gain)
+
+    def train_selector(self, selector, z, c, gain):
+        n = len(self.G_mapping.mappings)
+        with torch.no_grad():
+            scores = torch.cat([self.D(self.G_synthesis(self.G_mapping(z, c, select=j)), c) for j in range(n)], 1)
+            target = scores.argmax(1)
+        logits = selector(z)
+        loss = F.cross_entropy(logits, target)
+        report('Mining/selector_loss', loss)
+        probs = logits.detach().softmax(1)
+        for j in range(n):
+            report(f'Mining/select/{j}', probs[:, j])
+            report(f'Mining/pseudo/{j}', (target == j).float())
+        loss.mul(self.selector_weight * gain).backward()

@@ -1,0 +1,220 @@
+"""The mining pipeline: (optional sparse selection after) mining, then joint fine-tuning.
+
+stage0: a MinedGenerator holding the sources' G_ema weights (+ the first source's D)
+stage1-mine: miners (and the selector) and D train; every generator weight is frozen
+stage2-finetune: miners, generators and D train jointly; with --sparse F only the top F
+  channels per synthesis layer (scored on the target, see sparse.py) of the generators train
+Baselines on the same target: --baseline transfergan (fine-tune the first source) and
+--baseline freezed (the same with Freeze-D).
+"""
+import copy
+import json
+import os
+import warnings
+
+import torch
+
+from plugin.hosts import active_host
+from plugin.pickles import NetworkPickleError, load_network_pkl, load_tensors, save_network_pkl
+from plugin.plots import line_plot
+from training_ext.common.freezing import mask_buffer_name
+from training_ext.common.stages import StageError, StagePipeline, module_kwargs
+
+from .miner import MinedGenerator, mined_from_sources
+from .sparse import channel_scores, select_channels
+
+MINING_LOSS = 'training_ext.mining.loss.MiningLoss'
+BASELINES = ('none', 'transfergan', 'freezed')
+
+
+class MiningError(ValueError):
+    """Mining cannot run as asked."""
+
+
+class MiningPipeline(StagePipeline):
+    method = 'mining'
+
+    def __init__(self, flags, pipeline_dir, host_spec=None, log=print):
+        try:
+            super().__init__(flags, pipeline_dir, host_spec, log, identity=dict(sources=list(flags['mine']),
+                                                                                data=flags.get('data')))
+        except StageError as e:
+            raise MiningError(str(e)) from None
+
+    def run(self):
+        f = self.flags
+        self.sources = self.load_sources(f.mine)
+        self.check_target()
+        baseline = f.get('baseline') or 'none'
+        if baseline not in BASELINES:
+            raise MiningError(f'--baseline for mining must be one of {", ".join(BASELINES)}')
+        if baseline != 'none':
+            final = self.baseline(baseline)
+        else:
+            init = self.initial_pickle()
+            mined = self.mine(init)
+            final = self.finetune(mined)
+        self.write_selector_report()
+        self.log(f'Final pickle: {final}')
+        return final
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def load_sources(self, paths):
+        if not paths:
+            raise MiningError('--mine needs at least one source pickle')
+        sources = []
+        for path in paths:
+            if not os.path.isfile(path):
+                raise MiningError(f'--mine: source {path} does not exist')
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    data = load_network_pkl(path)
+            except NetworkPickleError as e:
+                raise MiningError(f'--mine: {e}') from None
+            if not all(isinstance(data.get(k), torch.nn.Module) for k in ('G_ema', 'D')):
+                raise MiningError(f'--mine: {path} has no G_ema and D networks')
+            sources.append(data)
+        res = {p: s['G_ema'].img_resolution for p, s in zip(paths, sources)}
+        if len(set(res.values())) > 1:
+            raise MiningError('sources have different resolutions: ' + ', '.join(f'{p} {r}px' for p, r in res.items()))
+        return sources
+
+    def check_target(self):
+        f = self.flags
+        if not f.get('data'):
+            raise MiningError('--mine needs the target images: --data PATH')
+        try:
+            ds = active_host().construct_class_by_name('training.dataset.ImageFolderDataset', path=f.data)
+        except IOError as e:
+            raise MiningError(f'--data: {e}') from None
+        res = self.sources[0]['G_ema'].img_resolution
+        if ds.resolution != res:
+            raise MiningError(f'the target images are {ds.resolution}px but the sources generate {res}px')
+        n = f.subset or len(ds)
+        batch = f.get('batch') or 16
+        if n < batch:
+            raise MiningError(f'the target set has {n} images, fewer than the batch ({batch}); pass --batch {n} '
+                              'or less, or more images')
+
+    # -- stages -----------------------------------------------------------------------------------
+    def _mined_kwargs(self, train):
+        f = self.flags
+        gens = []
+        for s in self.sources:
+            kw = module_kwargs(s['G_ema'])
+            if self._fp32():
+                kw['synthesis_kwargs'] = dict(kw['synthesis_kwargs'], num_fp16_res=0, conv_clamp=None)
+            gens.append(kw)
+        return dict(class_name='training_ext.mining.miner.MinedGenerator', generators=gens,
+                    space=f.get('mine_space') or 'z', miner_init=f.get('miner_init') or 'identity', train=train)
+
+    def _fp32(self):
+        fp32 = self.flags.get('fp32')
+        device = self.flags.get('device') or 'auto'
+        return fp32 if fp32 is not None else (device == 'cpu' or not torch.cuda.is_available())
+
+    def initial_pickle(self):
+        out = self.path('stage0-init', 'init.pkl')
+        if not os.path.isfile(out):
+            f = self.flags
+            M = mined_from_sources([s['G_ema'] for s in self.sources], space=f.get('mine_space') or 'z',
+                                   miner_init=f.get('miner_init') or 'identity', train='miner')
+            D = self.sources[0]['D']
+            save_network_pkl(dict(training_set_kwargs=None, G=M, D=D, G_ema=copy.deepcopy(M)), out)
+        return out
+
+    def _stage(self, name, G_kwargs, D_kwargs, kimg, resume, freezed=None, loss=True):
+        try:
+            return self.stage_args(name, G_kwargs, D_kwargs, kimg, data=self.flags.data, resume=resume,
+                                   freezed=freezed, loss_kwargs=dict(
+                                       class_name=MINING_LOSS,
+                                       selector_weight=self.flags.get('selector_weight') or 1.0) if loss else None)
+        except StageError as e:
+            raise MiningError(str(e)) from None
+
+    def mine(self, init):
+        kimg = self.flags.get('mine_kimg') or 100
+        args = self._stage('stage1-mine', self._mined_kwargs('miner'), module_kwargs(self.sources[0]['D']), kimg,
+                           resume=init)
+        return self.train('stage1-mine', args)
+
+    def finetune(self, mined):
+        f = self.flags
+        train = 'sparse' if f.get('sparse') else 'all'
+        init = self.path('stage2-init', 'init.pkl')
+        if not self.done('stage2-init'):
+            data = load_network_pkl(mined)
+            G2 = MinedGenerator(**{k: v for k, v in self._mined_kwargs(train).items() if k != 'class_name'})
+            state = {n: t for n, t in data['G'].state_dict().items()}
+            own = G2.state_dict()
+            for name in own:                           # masks are new in stage 2
+                if name.split('.')[-1].startswith('gradmask__'):
+                    state[name] = own[name]
+            load_tensors(G2, state, what='stage-2 generator')
+            info = {}
+            if train == 'sparse':
+                info = self._select_channels(G2, data['D'], f.sparse)
+            save_network_pkl(dict(training_set_kwargs=None, G=G2, D=data['D'], G_ema=copy.deepcopy(G2)), init)
+            self.finish('stage2-init', output=init, **info)
+        args = self._stage('stage2-finetune', self._mined_kwargs(train), module_kwargs(self.sources[0]['D']),
+                           f.get('kimg') or 1000, resume=init)
+        return self.train('stage2-finetune', args)
+
+    def _select_channels(self, G, D, fraction):
+        try:
+            masks = select_channels(channel_scores(G.eval(), D.eval(), seed=self.flags.get('seed') or 0), fraction)
+        except ValueError as e:
+            raise MiningError(str(e)) from None
+        with torch.no_grad():
+            for name, mask in masks.items():
+                buf = getattr(G, mask_buffer_name(name))
+                buf.copy_(mask.reshape(buf.shape))
+        kept = sum(int(m.sum()) for n, m in masks.items() if n.endswith('weight'))
+        total = sum(m.numel() for n, m in masks.items() if n.endswith('weight'))
+        self.log(f'[stage2-init] sparse selection: {kept} of {total} synthesis channels trainable')
+        return dict(channels_kept=kept, channels_total=total, fraction=fraction)
+
+    def baseline(self, kind):
+        s = self.sources[0]
+        freezed = (self.flags.get('freezed') if self.flags.get('freezed') is not None else 4) \
+            if kind == 'freezed' else self.flags.get('freezed')
+        G_kwargs = module_kwargs(s['G_ema'])
+        args = self._stage(f'baseline-{kind}', G_kwargs, module_kwargs(s['D']), self.flags.get('kimg') or 1000,
+                           resume=os.path.abspath(self.flags.mine[0]), freezed=freezed, loss=False)
+        return self.train(f'baseline-{kind}', args)
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def write_selector_report(self):
+        """Selector choice frequencies over training (several sources): table and plot."""
+        if len(self.sources) < 2:
+            return None
+        series, rows = {}, []
+        offset = 0.0
+        for stage in ('stage1-mine', 'stage2-finetune'):
+            path = self.path(stage, 'stats.jsonl')
+            if not os.path.isfile(path):
+                continue
+            last = 0.0
+            with open(path) as f:
+                for line in f:
+                    rec = json.loads(line)
+                    kimg = offset + rec.get('Progress/kimg', 0)
+                    last = rec.get('Progress/kimg', 0)
+                    freqs = [rec.get(f'Mining/select/{j}') for j in range(len(self.sources))]
+                    if any(v is None for v in freqs):
+                        continue
+                    rows.append((stage, kimg, freqs))
+                    for j, v in enumerate(freqs):
+                        series.setdefault(os.path.basename(self.flags.mine[j]), []).append((kimg, v))
+            offset += last
+        if not rows:
+            return None
+        with open(self.path('selector.txt'), 'w') as f:
+            f.write('stage              kimg   ' + '  '.join(f'{os.path.basename(p):>14s}' for p in self.flags.mine)
+                    + '\n')
+            for stage, kimg, freqs in rows:
+                f.write(f'{stage:<16s} {kimg:7.1f}   ' + '  '.join(f'{v:14.3f}' for v in freqs) + '\n')
+        line_plot(self.path('selector.png'), series, title='Selector: probability of each source',
+                  xlabel='kimg', ylabel='p', ylim=(0, 1))
+        return self.path('selector.txt')
