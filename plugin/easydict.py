@@ -3,6 +3,7 @@
 Pickles written by the host reference ``dnnlib.util.EasyDict``; the safe loader maps that
 name to this class and the saver writes this class under that name, so configs round-trip.
 """
+import os
 
 
 class EasyDict(dict):
@@ -28,4 +29,6 @@ def to_plain(obj):
         return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     return obj

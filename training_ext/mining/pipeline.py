@@ -36,8 +36,8 @@ class MiningPipeline(StagePipeline):
 
     def __init__(self, flags, pipeline_dir, host_spec=None, log=print):
         try:
-            super().__init__(flags, pipeline_dir, host_spec, log, identity=dict(sources=list(flags['mine']),
-                                                                                data=flags.get('data')))
+            super().__init__(flags, pipeline_dir, host_spec, log, identity=dict(sources=[str(p) for p in flags['mine']],
+                                                                                data=str(flags.get('data'))))
         except StageError as e:
             raise MiningError(str(e)) from None
 
@@ -84,6 +84,7 @@ class MiningPipeline(StagePipeline):
         f = self.flags
         if not f.get('data'):
             raise MiningError('--mine needs the target images: --data PATH')
+        f.data = str(f.data)
         try:
             ds = active_host().construct_class_by_name('training.dataset.ImageFolderDataset', path=f.data)
         except IOError as e:
@@ -91,7 +92,7 @@ class MiningPipeline(StagePipeline):
         res = self.sources[0]['G_ema'].img_resolution
         if ds.resolution != res:
             raise MiningError(f'the target images are {ds.resolution}px but the sources generate {res}px')
-        n = f.subset or len(ds)
+        n = f.get('subset') or len(ds)
         batch = f.get('batch') or 16
         if n < batch:
             raise MiningError(f'the target set has {n} images, fewer than the batch ({batch}); pass --batch {n} '

@@ -1,0 +1,136 @@
+"""MineGAN / MineGAN++: what each stage may and may not change, the selector, the result
+pickle and the errors."""
+import os
+
+import pytest
+import torch
+
+from conftest import small_D_kwargs, small_G_kwargs
+from plugin import load_network_pkl, save_network_pkl
+from plugin.hosts.embedded.networks import Discriminator, Generator
+from training_ext.common.domains import write_domains_zip
+from training_ext.mining.miner import MinedGenerator, mined_from_sources
+from training_ext.mining.pipeline import MiningError, MiningPipeline
+from training_ext.mining.sparse import select_channels
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'plugin', 'assets', 'sources')
+
+
+def make_source(path, seed, **gkw):
+    torch.manual_seed(seed)
+    G = Generator(**small_G_kwargs(**gkw))
+    D = Discriminator(**small_D_kwargs(img_resolution=G.img_resolution))
+    save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('mine')
+    return dict(tmp=tmp, target=write_domains_zip(tmp / 'target16.zip', ['discs'], count=16, resolution=16),
+                a=make_source(tmp / 'a.pkl', 0), b=make_source(tmp / 'b.pkl', 1))
+
+
+def run(world, name, **over):
+    flags = dict(mine=[world['a']], data=world['target'], outdir=str(world['tmp']), cfg='tiny', batch=8,
+                 mine_kimg=0.032, kimg=0.032, tick=0.016, snap=1, seed=0, device='cpu')
+    flags.update(over)
+    logs = []
+    pipe = MiningPipeline(flags, str(world['tmp'] / name), log=logs.append)
+    return pipe, pipe.run(), logs
+
+
+def generator_tensors(G):
+    return {n: t.clone() for n, t in G.state_dict().items() if '.mappings.' in n or n.startswith('synthesis.')}
+
+
+def test_mining_stage_leaves_the_generator_bit_identical(world):
+    pipe, final, _ = run(world, 'stage1')
+    init = load_network_pkl(pipe.path('stage0-init', 'init.pkl'))['G']
+    mined = load_network_pkl(pipe.state['stages']['stage1-mine']['output'])['G']
+    a, b = generator_tensors(init), generator_tensors(mined)
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a if 'w_avg' not in n)
+    assert any(not torch.equal(p, q) for (n, p), (_, q) in zip(init.named_parameters(), mined.named_parameters())
+               if 'miners' in n), 'the miner did not train'
+    after = load_network_pkl(final)['G']                       # stage 2 trains the generator too
+    assert any(not torch.equal(a[n], t) for n, t in generator_tensors(after).items() if n in a and 'weight' in n)
+
+
+def test_sparse_fine_tuning_changes_only_selected_channels(world):
+    pipe, final, _ = run(world, 'sparse', sparse=0.25)
+    start = load_network_pkl(pipe.path('stage2-init', 'init.pkl'))['G']
+    end = load_network_pkl(final)['G']
+    masks = {n[len('gradmask__'):].replace('__', '.'): m for n, m in start.named_buffers() if 'gradmask__' in n}
+    assert masks, 'no channel masks'
+    changed_kept = 0
+    for name, p_end in end.named_parameters():
+        p_start = dict(start.named_parameters())[name]
+        if name in masks:
+            keep = masks[name].reshape(-1).bool()
+            assert 0 < int(keep.sum()) < keep.numel()
+            assert torch.equal(p_end[~keep], p_start[~keep]), f'{name}: a frozen channel changed'
+            changed_kept += int(not torch.equal(p_end[keep], p_start[keep]))
+        elif '.mappings.' in name or name.startswith('synthesis.'):
+            assert torch.equal(p_end, p_start), f'{name} is outside the subnetwork but changed'
+    assert changed_kept > 0, 'no selected channel changed'
+
+
+def test_result_pickle_samples_through_the_miner(world):
+    _, final, _ = run(world, 'sample')
+    G = load_network_pkl(final)['G_ema']
+    assert isinstance(G, MinedGenerator)
+    z = torch.randn(3, G.z_dim)
+    img = G(z, None, noise_mode='const')
+    assert img.shape == (3, 3, 16, 16) and torch.isfinite(img).all()
+    with torch.no_grad():
+        G.mapping.miners[0].fc2.weight.add_(1.0)
+    assert not torch.allclose(G(z, None, noise_mode='const'), img), 'output does not depend on the miner'
+
+
+def test_w_space_and_two_sources_pack_and_unpack(world):
+    Ga = load_network_pkl(world['a'])['G_ema']
+    Gb = load_network_pkl(world['b'])['G_ema']
+    M = mined_from_sources([Ga, Gb], space='w').eval()
+    z = torch.randn(4, Ga.z_dim)
+    with torch.no_grad():
+        mixed = M(z, None, noise_mode='const', select=torch.tensor([0, 1, 1, 0]))
+        torch.testing.assert_close(mixed[[0, 3]], Ga(z[[0, 3]], None, noise_mode='const'), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(mixed[[1, 2]], Gb(z[[1, 2]], None, noise_mode='const'), rtol=1e-4, atol=1e-4)
+
+
+def test_select_channels_keeps_the_top_fraction_per_layer():
+    scores = {'synthesis.b4.conv1.weight': torch.tensor([1.0, 5.0, 3.0, 0.0]),
+              'synthesis.b4.conv1.bias': torch.tensor([0.0, 0.0, 0.0, 9.0])}
+    masks = select_channels(scores, 0.5)
+    assert masks['synthesis.b4.conv1.weight'].tolist() == [0, 1, 0, 1]   # weight and bias share a score
+    assert masks['synthesis.b4.conv1.bias'].tolist() == [0, 1, 0, 1]
+    with pytest.raises(ValueError, match='--sparse'):
+        select_channels(scores, 1.5)
+
+
+def test_errors(world, tmp_path):
+    with pytest.raises(MiningError, match='fewer than the batch'):
+        run(world, 'e1', batch=32)
+    with pytest.raises(MiningError, match='does not exist'):
+        run(world, 'e2', mine=[str(tmp_path / 'nope.pkl')])
+    big = make_source(tmp_path / 'big.pkl', 3, img_resolution=32)
+    with pytest.raises(MiningError, match='different resolutions'):
+        run(world, 'e3', mine=[world['a'], big])
+    with pytest.raises(MiningError, match='target images are 16px'):
+        run(world, 'e4', mine=[big])
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, 'discs.pkl')), reason='shipped sources not built')
+def test_selector_concentrates_on_the_matching_source(tmp_path):
+    target = write_domains_zip(tmp_path / 'discs_target.zip', ['discs'], count=200, resolution=32, seed=7)
+    flags = dict(mine=[os.path.join(ASSETS, 'squares.pkl'), os.path.join(ASSETS, 'discs.pkl')], data=target,
+                 outdir=str(tmp_path), cfg='tiny', batch=16, mine_kimg=2, kimg=0.016, tick=0.5, snap=10, seed=0,
+                 device='cpu', selector_weight=4.0)
+    pipe = MiningPipeline(flags, str(tmp_path / 'pipe'), log=lambda *a: None)
+    pipe.run()
+    G = load_network_pkl(pipe.state['stages']['stage1-mine']['output'])['G_ema'].eval()
+    with torch.no_grad():
+        choice = G.mapping.select(torch.randn(512, G.z_dim))
+    share = (choice == 1).float().mean().item()
+    print(f'share of samples the selector sends to the discs source: {share:.3f}')
+    assert share > 0.8
