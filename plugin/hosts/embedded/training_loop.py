@@ -306,8 +306,8 @@ class TrainingRun:
             by_class = {}
             for i in rng.permutation(n)[: min(n, 5000)]:
                 by_class.setdefault(int(np.argmax(self.training_set.get_label(i))), []).append(int(i))
-            idx = [by_class.get(r % classes, [0])[col % len(by_class.get(r % classes, [0]))]
-                   for r in range(gh) for col in range(gw)]
+            rows = [by_class.get(r % classes) or [0] for r in range(gh)]
+            idx = [rows[r][col % len(rows[r])] for r in range(gh) for col in range(gw)]
         else:
             idx = [int(i) for i in rng.randint(n, size=gw * gh)]
         self.grid_size = (gw, gh)
