@@ -385,6 +385,12 @@ def dumps_network_pkl(data):
     return buf.getvalue()
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_network_pkl(data, path):
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, flushed
     and fsynced, then renamed. An interrupted save never leaves a partial file at ``path``."""
@@ -398,6 +404,7 @@ def save_network_pkl(data, path):
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())             # mkstemp makes 0600; give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
