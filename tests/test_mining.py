@@ -108,6 +108,17 @@ def test_select_channels_keeps_the_top_fraction_per_layer():
         select_channels(scores, 1.5)
 
 
+def test_baselines_fine_tune_the_first_source(world):
+    pipe, final, _ = run(world, 'freezed', mine=[world['a'], world['b']], baseline='freezed', freezed=2)
+    assert set(pipe.state['stages']) == {'baseline-freezed'}
+    data = load_network_pkl(final)
+    assert type(data['G_ema']).__name__ == 'Generator'              # a plain host generator
+    frozen = {n for n, _ in data['D'].named_buffers() if n.endswith('.weight')}
+    assert frozen == {'b16.fromrgb.weight', 'b16.conv0.weight'}
+    source_D = load_network_pkl(world['a'])['D'].state_dict()
+    assert all(torch.equal(data['D'].state_dict()[n], source_D[n]) for n in frozen)
+
+
 def test_errors(world, tmp_path):
     with pytest.raises(MiningError, match='fewer than the batch'):
         run(world, 'e1', batch=32)
