@@ -87,7 +87,7 @@ class GeneratedImages:
         classes = labels.argmax(1) if labels.ndim == 2 and labels.shape[1] else torch.zeros(n, dtype=torch.long,
                                                                                              device=self.device)
         G0 = self.sources[0][0]
-        out = torch.empty([n, G0.img_channels, G0.img_resolution, G0.img_resolution], device=self.device)
+        out = torch.zeros([n, G0.img_channels, G0.img_resolution, G0.img_resolution], device=self.device)
         for G, offset, count in self.sources:
             idx = ((classes >= offset) & (classes < offset + count)).nonzero().squeeze(1)
             if idx.numel() == 0:
