@@ -53,3 +53,21 @@ def test_generate_writes_images(fixtures_dir, tmp_path):
 def test_generate_requires_a_class_for_conditional(fixtures_dir, tmp_path):
     r = run('generate', fixtures_dir / 'cond32' / 'network-snapshot.pkl', '--outdir', tmp_path)
     assert r.returncode == 2 and 'conditional' in r.stderr
+
+
+def test_domains_command_writes_a_dataset(tmp_path):
+    r = run('domains', '--domains', 'discs,rings', '--count', 3, '--resolution', 16, '--out', tmp_path / 'd.zip')
+    assert r.returncode == 0, r.stderr
+    from plugin.hosts.embedded.dataset import ImageFolderDataset
+    ds = ImageFolderDataset(tmp_path / 'd.zip', use_labels=True)
+    assert len(ds) == 6 and ds.label_dim == 2 and ds.resolution == 16
+    r = run('domains', '--domains', 'clouds', '--out', tmp_path / 'x.zip')
+    assert r.returncode == 1 and 'unknown domain' in r.stderr
+
+
+def test_shipped_sources_are_host_layout_pickles():
+    for name, c_dim in (('discs', 0), ('squares', 0), ('rings', 0), ('discs-triangles', 2)):
+        r = run('inspect', '--json', REPO / 'plugin' / 'assets' / 'sources' / f'{name}.pkl')
+        info = json.loads(r.stdout)
+        g = info['entries']['G_ema']
+        assert g['resolution'] == 32 and g['c_dim'] == c_dim and {'G', 'D', 'G_ema'} <= set(info['keys'])
