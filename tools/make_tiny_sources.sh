@@ -30,10 +30,9 @@ PY
 }
 
 if [[ ${1:-} != --ship-only ]]; then
-  dataset discs discs; dataset squares squares; dataset rings rings; dataset stripes stripes
-  dataset discs-triangles discs,triangles
-  (train discs 120 0; train rings 100 0; train stripes 80 0) &
+  dataset discs discs; dataset squares squares; dataset rings rings; dataset discs-triangles discs,triangles
+  (train discs 120 0; train rings 100 0) &
   (train squares 200 0; train discs-triangles 100 1) &
   wait
 fi
-ship discs 120; ship squares 200; ship rings 100; ship stripes 80; ship discs-triangles 100
+ship discs 120; ship squares 200; ship rings 100; ship discs-triangles 100
