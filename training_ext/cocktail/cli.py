@@ -1,14 +1,10 @@
 """train_cocktail.py flags of the cocktail method, and its entry point."""
-import os
-
 import click
 
 from plugin.cli_flags import CommaList
-from plugin.launch import next_run_dir
+from training_ext.common.stages import StageError, pipeline_dir, source_names
 
 from .merge import MERGE_METHODS
-from training_ext.common.stages import STATE_FILE
-
 from .pipeline import CocktailPipeline
 from .sources import CocktailError
 
@@ -36,15 +32,10 @@ def run(flags, log=print):
         raise CocktailError('--cocktail trains on generated images: do not pass --data')
     if flags.get('class_percentages'):
         flags['class_percentages'] = [float(x) for x in flags['class_percentages']]
-    resume = flags.get('resume')
-    if resume:
-        if not os.path.isfile(os.path.join(resume, STATE_FILE)):
-            raise CocktailError(f'--resume {resume}: not a cocktail pipeline directory (no {STATE_FILE})')
-        pipeline_dir = resume
-    else:
-        names = '-'.join(os.path.splitext(os.path.basename(p))[0] for p in flags['cocktail'])
-        tag = flags.get('baseline') if flags.get('baseline') not in (None, 'none') else (flags.get('merge_method')
-                                                                                       or 'mean')
-        pipeline_dir = next_run_dir(flags['outdir'], f'cocktail-{names}-{tag}')
-    log(f'Cocktail pipeline: {pipeline_dir}')
-    return CocktailPipeline(flags, pipeline_dir, log=log).run()
+    tag = flags.get('baseline') if flags.get('baseline') not in (None, 'none') else (flags.get('merge_method') or 'mean')
+    try:
+        directory = pipeline_dir(flags, f'cocktail-{source_names(flags["cocktail"])}-{tag}')
+    except StageError as e:
+        raise CocktailError(str(e)) from None
+    log(f'Cocktail pipeline: {directory}')
+    return CocktailPipeline(flags, directory, log=log).run()

@@ -116,6 +116,20 @@ class StagePipeline:
         return final
 
 
+def pipeline_dir(flags, desc):
+    """``--resume DIR`` when it is a pipeline directory, else a new numbered one in --outdir."""
+    resume = flags.get('resume')
+    if resume:
+        if not os.path.isfile(os.path.join(resume, STATE_FILE)):
+            raise StageError(f'--resume {resume}: not a pipeline directory (no {STATE_FILE})')
+        return resume
+    return launch.next_run_dir(flags['outdir'], desc)
+
+
+def source_names(paths):
+    return '-'.join(os.path.splitext(os.path.basename(str(p)))[0] for p in paths)
+
+
 def network_kwargs(kwargs, fp16_override):
     """Generator/discriminator kwargs for a stage: what the loop supplies removed, and the
     stage's precision applied (to synthesis_kwargs for a generator, at top level for D)."""

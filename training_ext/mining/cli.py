@@ -1,11 +1,8 @@
 """train_cocktail.py flags of the mining method (MineGAN / MineGAN++), and its entry point."""
-import os
-
 import click
 
 from plugin.cli_flags import CommaList
-from plugin.launch import next_run_dir
-from training_ext.common.stages import STATE_FILE
+from training_ext.common.stages import StageError, pipeline_dir, source_names
 
 from .pipeline import MiningError, MiningPipeline
 
@@ -25,16 +22,13 @@ FLAGS = [
 
 
 def run(flags, log=print):
-    resume = flags.get('resume')
-    if resume:
-        if not os.path.isfile(os.path.join(resume, STATE_FILE)):
-            raise MiningError(f'--resume {resume}: not a pipeline directory (no {STATE_FILE})')
-        pipeline_dir = resume
-    else:
-        names = '-'.join(os.path.splitext(os.path.basename(p))[0] for p in flags['mine'])
-        target = os.path.splitext(os.path.basename(str(flags.get('data') or 'target').rstrip('/')))[0]
-        tag = f"-{flags['baseline']}" if flags.get('baseline') not in (None, 'none') else (
-            f"-sparse{flags['sparse']:g}" if flags.get('sparse') else '')
-        pipeline_dir = next_run_dir(flags['outdir'], f'mine-{names}-to-{target}{tag}')
-    log(f'Mining pipeline: {pipeline_dir}')
-    return MiningPipeline(flags, pipeline_dir, log=log).run()
+    """Run (or continue, with --resume PIPELINE_DIR) a mining pipeline; returns the final pickle."""
+    target = source_names([str(flags.get('data') or 'target').rstrip('/')])
+    tag = f"-{flags['baseline']}" if flags.get('baseline') not in (None, 'none') else (
+        f"-sparse{flags['sparse']:g}" if flags.get('sparse') else '')
+    try:
+        directory = pipeline_dir(flags, f'mine-{source_names(flags["mine"])}-to-{target}{tag}')
+    except StageError as e:
+        raise MiningError(str(e)) from None
+    log(f'Mining pipeline: {directory}')
+    return MiningPipeline(flags, directory, log=log).run()
