@@ -14,17 +14,20 @@ def _count(record):
 
 
 def _generator_info(module):
+    info = dict(z_dim=module.z_dim, c_dim=module.c_dim, w_dim=module.w_dim, num_ws=module.num_ws,
+                resolution=module.img_resolution, img_channels=module.img_channels, conditional=module.c_dim > 0)
     syn = module.synthesis
-    blocks = [getattr(syn, f'b{r}') for r in syn.block_resolutions]
-    return dict(
-        z_dim=module.z_dim, c_dim=module.c_dim, w_dim=module.w_dim, num_ws=module.num_ws,
-        resolution=module.img_resolution, img_channels=module.img_channels, conditional=module.c_dim > 0,
-        architecture=blocks[0].architecture,
-        channels={b.resolution: b.conv1.out_channels for b in blocks},
-        fp16_resolutions=[b.resolution for b in blocks if b.use_fp16],
-        conv_clamp=blocks[0].conv1.conv_clamp,
-        mapping_layers=module.mapping.num_layers,
-    )
+    if all(hasattr(syn, f'b{r}') for r in getattr(syn, 'block_resolutions', [None])):
+        blocks = [getattr(syn, f'b{r}') for r in syn.block_resolutions]
+        info.update(architecture=blocks[0].architecture,
+                    channels={b.resolution: b.conv1.out_channels for b in blocks},
+                    fp16_resolutions=[b.resolution for b in blocks if b.use_fp16],
+                    conv_clamp=blocks[0].conv1.conv_clamp, mapping_layers=module.mapping.num_layers)
+    parts = getattr(syn, 'syntheses', None)
+    if parts is not None:                 # a plugin wrapper around host generators (mining)
+        info['wraps_generators'] = len(parts)
+        info['wrapper_space'] = getattr(module.mapping, 'space', None)
+    return info
 
 
 def _discriminator_info(module):
@@ -46,6 +49,11 @@ def describe(path):
     data = load_network_pkl(path, rebuild=False)
     out = dict(file=os.fspath(path), bytes=os.path.getsize(path), keys=list(map(str, data.keys())), entries={})
     for key, value in data.items():
+        if key == 'training_state' and isinstance(value, dict):
+            out['entries'][key] = dict(kind='training_state', kimg=value.get('cur_nimg', 0) / 1000,
+                                       tick=value.get('cur_tick'), augment_p=value.get('augment_p'),
+                                       optimizers=sorted(value.get('optimizers', {})))
+            continue
         if not isinstance(value, PersistentRecord):
             out['entries'][key] = dict(kind=type(value).__name__, value=to_plain(value) if isinstance(value, dict) else None)
             continue
@@ -74,6 +82,11 @@ def describe(path):
 def format_description(info):
     lines = [f"{info['file']}  ({info['bytes'] / 1e6:.1f} MB)  keys: {', '.join(info['keys'])}"]
     for key, e in info['entries'].items():
+        if e['kind'] == 'training_state':
+            p = f", augment p {e['augment_p']:.4g}" if e.get('augment_p') is not None else ''
+            lines.append(f"{key}: resumable at kimg {e['kimg']:.1f}, tick {e['tick']}{p}, optimiser state for "
+                         f"{', '.join(e['optimizers']) or 'none'}")
+            continue
         if e['kind'] != 'network':
             value = e.get('value')
             lines.append(f'{key}: {value if value is not None else e["kind"]}')
@@ -85,6 +98,8 @@ def format_description(info):
         elif not e['rebuilt']:
             extra = f", p = {e['p']:.4g}" if e.get('p') is not None else ''
             lines.append(f'    kept as data (no class for it in this host){extra}')
+        if 'wraps_generators' in e:
+            lines.append(f"    wraps {e['wraps_generators']} generator(s), miner in {e['wrapper_space']} space")
         if 'z_dim' in e:
             lines.append(f"    {e['resolution']}x{e['resolution']}x{e['img_channels']}  z_dim {e['z_dim']}  "
                          f"w_dim {e['w_dim']}  num_ws {e['num_ws']}  c_dim {e['c_dim']} "

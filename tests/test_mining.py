@@ -149,3 +149,17 @@ def test_selector_concentrates_on_the_matching_source(tmp_path):
     assert (tmp_path / 'pipe' / 'selector.png').is_file()
     rows = (tmp_path / 'pipe' / 'selector.txt').read_text().splitlines()
     assert 'rings.pkl' in rows[0] and len(rows) > 2
+
+
+def test_inspect_describes_a_mined_pickle(world):
+    import json
+    import subprocess
+    import sys
+    _, final, _ = run(world, 'inspect')
+    r = subprocess.run([sys.executable, '-m', 'plugin', 'inspect', '--json', final], capture_output=True, text=True,
+                       timeout=120, cwd=os.path.dirname(ASSETS.rsplit('plugin', 1)[0]))
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info['entries']['G_ema']['class_name'] == 'MinedGenerator'
+    assert info['entries']['G_ema']['wraps_generators'] == 1
+    assert info['entries']['training_state']['kimg'] > 0
