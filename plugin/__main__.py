@@ -106,5 +106,28 @@ def domains(domains, count, resolution, seed, labels, out):
     click.echo(f'wrote {out}: {len(names)} domain(s) x {count} images at {resolution}px')
 
 
+@main.command()
+@click.argument('pkl', type=click.Path(dir_okay=False))
+@click.option('--domains', required=True, help='Domain per class (conditional) or the one domain, comma-separated.')
+@click.option('--num', type=int, default=500, show_default=True, help='Samples per class (and real images).')
+@click.option('--trunc', 'truncation_psi', type=float, default=1.0, show_default=True)
+@click.option('--network', 'key', default='G_ema', show_default=True)
+@click.option('--out', type=click.Path(dir_okay=False), help='Append the result as one JSON line to this file.')
+def metrics(pkl, domains, num, truncation_psi, key, out):
+    """FID, KID, precision/recall and domain accuracy against the procedural domains."""
+    from .metrics.evaluate import evaluate, format_result
+    from .pickles import load_network_pkl
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        G = load_network_pkl(pkl).get(key)
+    if G is None or not hasattr(G, 'mapping'):
+        raise NetworkPickleError(f'{pkl}: no generator under {key!r}')
+    result = evaluate(G.eval(), [d.strip() for d in domains.split(',')], n=num, truncation_psi=truncation_psi)
+    click.echo(format_result(result))
+    if out:
+        with open(out, 'a') as f:
+            f.write(json.dumps(dict(pkl=pkl, network=key, truncation_psi=truncation_psi, **result)) + '\n')
+
+
 if __name__ == '__main__':
     main()
