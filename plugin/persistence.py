@@ -63,6 +63,16 @@ def module_src_for(cls):
             f'from {cls.__module__} import {cls.__qualname__}  # noqa: F401\n')
 
 
+def constructor_kwargs(module):
+    """``module``'s constructor kwargs plus the ``class_name`` that rebuilds it: the host's
+    path for a host-family class (``training.networks.Generator``), else our own module path."""
+    kw = copy.deepcopy(dict(module._init_kwargs))
+    cls = type(module)
+    kw['class_name'] = (f'training.networks.{cls.__qualname__}' if cls._persistent_family == 'stylegan2.networks'
+                        else f'{cls.__module__}.{cls.__qualname__}')
+    return kw
+
+
 def parse_own_module_src(src):
     """(family, module, class) when ``src`` is one of our shims, else None."""
     m = _MARKER_RE.search(src or '')

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from conftest import small_D_kwargs, small_G_kwargs
+from conftest import REPO, small_D_kwargs, small_G_kwargs
 from plugin import load_network_pkl, save_network_pkl
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from training_ext.common.domains import write_domains_zip
@@ -13,7 +13,7 @@ from training_ext.mining.miner import MinedGenerator, mined_from_sources
 from training_ext.mining.pipeline import MiningError, MiningPipeline
 from training_ext.mining.sparse import select_channels
 
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'plugin', 'assets', 'sources')
+ASSETS = str(REPO / 'plugin' / 'assets' / 'sources')
 
 
 def make_source(path, seed, **gkw):
@@ -157,7 +157,7 @@ def test_inspect_describes_a_mined_pickle(world):
     import sys
     _, final, _ = run(world, 'inspect')
     r = subprocess.run([sys.executable, '-m', 'plugin', 'inspect', '--json', final], capture_output=True, text=True,
-                       timeout=120, cwd=os.path.dirname(ASSETS.rsplit('plugin', 1)[0]))
+                       timeout=120, cwd=REPO)
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info['entries']['G_ema']['class_name'] == 'MinedGenerator'

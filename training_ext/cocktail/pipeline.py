@@ -11,7 +11,8 @@ import os
 import time
 
 from plugin.pickles import load_network_pkl, save_network_pkl
-from training_ext.common.stages import StageError, StagePipeline, module_kwargs
+from plugin.persistence import constructor_kwargs as module_kwargs
+from training_ext.common.stages import StageError, StagePipeline
 
 from .merge import MERGE_METHODS, merge_modules
 from .report import write_report

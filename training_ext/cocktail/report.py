@@ -43,10 +43,10 @@ def write_report(pipeline, final_pkl, rooted, baseline, method):
     report['distance_before_rooting'] = dict(G=distance.summary(before_G),
                                              D=distance.summary(distance.pairwise({s.name: s.D for s in pipeline.sources})))
     if rooted:
-        models = {pipeline.root.name: pipeline.root}
-        models.update({name: load_network_pkl(path) for name, path in rooted.items()})
-        nets = {k: (v.G if hasattr(v, 'G') else v['G']) for k, v in models.items()}
-        dnets = {k: (v.D if hasattr(v, 'D') else v['D']) for k, v in models.items()}
+        nets, dnets = {pipeline.root.name: pipeline.root.G}, {pipeline.root.name: pipeline.root.D}
+        for name, path in rooted.items():
+            data = load_network_pkl(path)
+            nets[name], dnets[name] = data['G'], data['D']
         after_G = distance.pairwise(nets)
         report['distance_after_rooting'] = dict(G=distance.summary(after_G), D=distance.summary(distance.pairwise(dnets)))
         report['distance_per_layer'] = dict(before=before_G, after=after_G)

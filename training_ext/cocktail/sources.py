@@ -1,11 +1,10 @@
 """Source pickles of a cocktail: loading, compatibility checks, class layout."""
 import os
-import warnings
 from dataclasses import dataclass
 
 import torch
 
-from plugin.pickles import NetworkPickleError, load_network_pkl
+from training_ext.common.source_pickles import check_same_resolution, load_source
 
 
 class CocktailError(ValueError):
@@ -44,15 +43,7 @@ def load_sources(paths):
         raise CocktailError(f'a cocktail needs at least two source pickles, got {len(paths)}')
     sources, offset = [], 0
     for path in paths:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                data = load_network_pkl(path)
-        except NetworkPickleError as e:
-            raise CocktailError(f'source {path}: {e}') from None
-        missing = [k for k in ('G', 'D', 'G_ema') if not isinstance(data.get(k), torch.nn.Module)]
-        if missing:
-            raise CocktailError(f'source {path}: has no {", ".join(missing)} network (rooting needs G, D and G_ema)')
+        data = load_source(path, ('G', 'D', 'G_ema'), CocktailError, ' (rooting needs G, D and G_ema)')
         sources.append(Source(path, data['G'], data['D'], data['G_ema'], offset))
         offset += sources[-1].num_classes
     check_compatible(sources)
@@ -65,9 +56,7 @@ def _shapes(module, skip):
 
 def check_compatible(sources):
     first = sources[0]
-    res = {s.path: s.G.img_resolution for s in sources}
-    if len(set(res.values())) > 1:
-        raise CocktailError('sources have different resolutions: ' + ', '.join(f'{p} {r}px' for p, r in res.items()))
+    check_same_resolution({s.path: s.G.img_resolution for s in sources}, CocktailError)
     for s in sources[1:]:
         for what, a, b, skip in (('G', first.G, s.G, LABEL_TENSORS_G), ('D', first.D, s.D, LABEL_TENSORS_D)):
             sa, sb = _shapes(a, skip), _shapes(b, skip)

@@ -15,6 +15,8 @@ import torch
 from plugin.hosts import active_host
 from plugin.pickles import load_network_pkl
 
+from .loss_wrapper import WrappedLoss
+
 
 class LabelDataset(torch.utils.data.Dataset):
     """Blank images of the right shape with labels drawn from ``class_percentages``.
@@ -103,7 +105,7 @@ class GeneratedImages:
         return out.clamp(-1, 1)
 
 
-class GeneratedDataLoss:
+class GeneratedDataLoss(WrappedLoss):
     """The host's StyleGAN2 loss, with real images replaced by generated ones.
 
     Constructed like the host's loss (``device, G_mapping, G_synthesis, D, augment_pipe,
@@ -112,18 +114,11 @@ class GeneratedDataLoss:
     """
 
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, sources=(), truncation_psi=1.0,
-                 inner_class_name='training.loss.StyleGAN2Loss', **loss_kwargs):
+                 **loss_kwargs):
         if not sources:
             raise ValueError('GeneratedDataLoss needs at least one source generator')
-        self.inner = active_host().construct_class_by_name(inner_class_name, device=device, G_mapping=G_mapping,
-                                                           G_synthesis=G_synthesis, D=D, augment_pipe=augment_pipe,
-                                                           **loss_kwargs)
+        super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         self.generate = GeneratedImages(sources, device, truncation_psi=truncation_psi)
-
-    def __getattr__(self, name):          # pl_mean and the rest of the inner loss's state
-        if name == 'inner':
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def real_images_for_grid(self, labels):
         return self.generate(labels, batch_size=labels.shape[0])
@@ -131,5 +126,4 @@ class GeneratedDataLoss:
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         if phase in ('Dmain', 'Dreg', 'Dboth'):
             real_img = self.generate(real_c, batch_size=real_img.shape[0]).to(real_img.dtype)
-        return self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z,
-                                               gen_c=gen_c, sync=sync, gain=gain)
+        return super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)

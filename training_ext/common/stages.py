@@ -132,14 +132,22 @@ def source_names(paths):
 
 def network_kwargs(kwargs, fp16_override):
     """Generator/discriminator kwargs for a stage: what the loop supplies removed, and the
-    stage's precision applied (to synthesis_kwargs for a generator, at top level for D)."""
+    stage's precision applied (to synthesis_kwargs for a generator, at top level for D, and
+    to every generator a wrapper holds)."""
     kw = EasyDict(copy.deepcopy(dict(kwargs)))
     for key in ('c_dim', 'img_resolution', 'img_channels'):
         kw.pop(key, None)
+    return _with_precision(kw, fp16_override)
+
+
+def _with_precision(kw, fp16_override):
     if 'synthesis_kwargs' in kw:
         kw.synthesis_kwargs = EasyDict(kw.synthesis_kwargs, **fp16_override)
     elif kw.get('class_name', '').endswith('Discriminator'):
         kw.update(fp16_override)
+    if 'generators' in kw:                   # a wrapper (mining) around host generators
+        # nested generators are built by the wrapper, so they keep their c_dim and resolution
+        kw.generators = [_with_precision(EasyDict(g), fp16_override) for g in kw.generators]
     return kw
 
 
@@ -148,11 +156,3 @@ def snapshots(run_dir):
         return []
     return sorted(os.path.join(run_dir, p) for p in os.listdir(run_dir)
                   if p.startswith('network-snapshot-') and p.endswith('.pkl'))
-
-
-def module_kwargs(module):
-    """Constructor kwargs of a persistent network, with its host class_name."""
-    kw = copy.deepcopy(dict(module._init_kwargs))
-    kw['class_name'] = f'training.networks.{type(module).__name__}' if type(module).__module__.startswith(
-        'plugin.hosts.') else f'{type(module).__module__}.{type(module).__qualname__}'
-    return kw

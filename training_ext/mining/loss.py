@@ -8,27 +8,18 @@ reported as ``Mining/select/j`` and ``Mining/pseudo/j`` (stats.jsonl, the log).
 import torch
 import torch.nn.functional as F
 
-from plugin.hosts import active_host
 from plugin.hosts.embedded.training_stats import report
+from training_ext.common.loss_wrapper import WrappedLoss
 
 
-class MiningLoss:
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, selector_weight=1.0,
-                 inner_class_name='training.loss.StyleGAN2Loss', **loss_kwargs):
-        self.inner = active_host().construct_class_by_name(inner_class_name, device=device, G_mapping=G_mapping,
-                                                           G_synthesis=G_synthesis, D=D, augment_pipe=augment_pipe,
-                                                           **loss_kwargs)
+class MiningLoss(WrappedLoss):
+    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, selector_weight=1.0, **loss_kwargs):
+        super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         self.G_mapping, self.G_synthesis, self.D = G_mapping, G_synthesis, D
         self.selector_weight = selector_weight
 
-    def __getattr__(self, name):
-        if name == 'inner':
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
-                                        sync=sync, gain=gain)
+        super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
         selector = getattr(self.G_mapping, 'selector', None)
         if phase in ('Gmain', 'Gboth') and selector is not None and self.selector_weight > 0:
             self.train_selector(selector, gen_z, gen_c, gain)

@@ -17,7 +17,7 @@ gradient masks (training_ext.common.freezing), which survive the host loop.
 import torch
 
 from plugin.hosts import active_host
-from plugin.persistence import persistent_class
+from plugin.persistence import constructor_kwargs, persistent_class
 from training_ext.common.freezing import register_gradient_masks
 
 
@@ -210,15 +210,9 @@ def is_channel_param(name, p):
             and parts[-1] in ('weight', 'bias'))
 
 
-def generator_kwargs(G):
-    kw = dict(G._init_kwargs)
-    kw['class_name'] = f'training.networks.{type(G).__name__}'
-    return kw
-
-
 def mined_from_sources(generators, space='z', miner_init='identity', train='miner'):
     """A MinedGenerator holding the given (loaded) generators' weights."""
-    M = MinedGenerator([generator_kwargs(G) for G in generators], space=space, miner_init=miner_init, train=train)
+    M = MinedGenerator([constructor_kwargs(G) for G in generators], space=space, miner_init=miner_init, train=train)
     with torch.no_grad():
         for j, G in enumerate(generators):
             M.mapping.mappings[j].load_state_dict(G.mapping.state_dict())

@@ -10,15 +10,16 @@ Baselines on the same target: --baseline transfergan (fine-tune the first source
 import copy
 import json
 import os
-import warnings
 
 import torch
 
 from plugin.hosts import active_host
-from plugin.pickles import NetworkPickleError, load_network_pkl, load_tensors, save_network_pkl
+from plugin.persistence import constructor_kwargs as module_kwargs
+from plugin.pickles import load_network_pkl, load_tensors, save_network_pkl
 from plugin.plots import line_plot
 from training_ext.common.freezing import mask_buffer_name
-from training_ext.common.stages import StageError, StagePipeline, module_kwargs
+from training_ext.common.source_pickles import check_same_resolution, load_source
+from training_ext.common.stages import StageError, StagePipeline
 
 from .miner import MinedGenerator, mined_from_sources
 from .sparse import channel_scores, select_channels
@@ -62,22 +63,8 @@ class MiningPipeline(StagePipeline):
     def load_sources(self, paths):
         if not paths:
             raise MiningError('--mine needs at least one source pickle')
-        sources = []
-        for path in paths:
-            if not os.path.isfile(path):
-                raise MiningError(f'--mine: source {path} does not exist')
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    data = load_network_pkl(path)
-            except NetworkPickleError as e:
-                raise MiningError(f'--mine: {e}') from None
-            if not all(isinstance(data.get(k), torch.nn.Module) for k in ('G_ema', 'D')):
-                raise MiningError(f'--mine: {path} has no G_ema and D networks')
-            sources.append(data)
-        res = {p: s['G_ema'].img_resolution for p, s in zip(paths, sources)}
-        if len(set(res.values())) > 1:
-            raise MiningError('sources have different resolutions: ' + ', '.join(f'{p} {r}px' for p, r in res.items()))
+        sources = [load_source(path, ('G_ema', 'D'), MiningError) for path in paths]
+        check_same_resolution({p: s['G_ema'].img_resolution for p, s in zip(paths, sources)}, MiningError)
         return sources
 
     def check_target(self):
@@ -101,19 +88,9 @@ class MiningPipeline(StagePipeline):
     # -- stages -----------------------------------------------------------------------------------
     def _mined_kwargs(self, train):
         f = self.flags
-        gens = []
-        for s in self.sources:
-            kw = module_kwargs(s['G_ema'])
-            if self._fp32():
-                kw['synthesis_kwargs'] = dict(kw['synthesis_kwargs'], num_fp16_res=0, conv_clamp=None)
-            gens.append(kw)
+        gens = [module_kwargs(s['G_ema']) for s in self.sources]        # precision: see network_kwargs
         return dict(class_name='training_ext.mining.miner.MinedGenerator', generators=gens,
                     space=f.get('mine_space') or 'z', miner_init=f.get('miner_init') or 'identity', train=train)
-
-    def _fp32(self):
-        fp32 = self.flags.get('fp32')
-        device = self.flags.get('device') or 'auto'
-        return fp32 if fp32 is not None else (device == 'cpu' or not torch.cuda.is_available())
 
     def initial_pickle(self):
         out = self.path('stage0-init', 'init.pkl')

@@ -69,7 +69,7 @@ class GlobalBatchSampler:
         if num_items < 1:
             raise ValueError('the dataset is empty')
         if batch_size % (batch_gpu * world_size):
-            raise ValueError(f'batch {batch_size} must be a multiple of batch_gpu x processes '
+            raise ValueError(f'--batch {batch_size} must be a multiple of batch_gpu x processes '
                              f'({batch_gpu} x {world_size})')
         self.n, self.batch, self.batch_gpu = num_items, batch_size, batch_gpu
         self.rank, self.world, self.seed, self.start = rank, world_size, seed, start_step

@@ -84,13 +84,11 @@ class TrainingRun:
     def build_data(self):
         o = self.o
         self.training_set = self.host.construct_class_by_name(**o.training_set_kwargs)
-        if len(self.training_set) == 0:
-            raise TrainingError('the training set is empty')
-        if o.batch_size % (o.batch_gpu * o.num_gpus):
-            raise TrainingError(f'--batch {o.batch_size} must be a multiple of batch_gpu x gpus '
-                                f'({o.batch_gpu} x {o.num_gpus})')
-        self.sampler = ddist.GlobalBatchSampler(
-            len(self.training_set), o.batch_size, o.batch_gpu, o.rank, o.num_gpus, o.random_seed)
+        try:                                 # validates: a non-empty set, batch = rounds x batch_gpu x gpus
+            self.sampler = ddist.GlobalBatchSampler(len(self.training_set), o.batch_size, o.batch_gpu, o.rank,
+                                                    o.num_gpus, o.random_seed)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
         self.log(f'Dataset: {self.training_set.name}, {len(self.training_set)} images, '
                  f'{self.training_set.resolution}px, labels {self.training_set.label_shape}')
 

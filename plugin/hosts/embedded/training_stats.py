@@ -14,13 +14,20 @@ def report(name, value):
     """Record the elements of ``value`` under ``name``; returns ``value`` unchanged."""
     if _collectors:
         t = torch.as_tensor(value).detach().flatten().to(torch.float64)
-        stats = (t.numel(), float(t.sum()), float(t.square().sum())) if t.numel() else (0, 0.0, 0.0)
+        if t.numel() == 0:
+            return value
+        # Sums stay tensors (on the value's device) until update(): no device sync per report.
+        stats = (t.numel(), t.sum(), t.square().sum())
         for c in _collectors:
             if c.regex.fullmatch(name):
                 acc = c._acc[name]
                 for i in range(3):
-                    acc[i] += stats[i]
+                    acc[i] = acc[i] + stats[i]
     return value
+
+
+def _floats(acc):
+    return [float(v) for v in acc]
 
 
 class Collector:
@@ -39,12 +46,13 @@ class Collector:
             all_names = [None] * dist.get_world_size()
             dist.all_gather_object(all_names, names)
             names = sorted(set().union(*all_names))
-            t = torch.tensor([self._acc[n] if n in self._acc else [0, 0.0, 0.0] for n in names], dtype=torch.float64)
+            t = torch.tensor([_floats(self._acc[n]) if n in self._acc else [0, 0.0, 0.0] for n in names],
+                             dtype=torch.float64)
             if names:
                 dist.all_reduce(t)
             rows = t.tolist()
         else:
-            rows = [self._acc[n] for n in names]
+            rows = [_floats(self._acc[n]) for n in names]
         self._means = {n: r[1] / r[0] for n, r in zip(names, rows) if r[0] > 0}
         self._acc.clear()
         return self._means
