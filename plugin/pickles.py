@@ -164,6 +164,9 @@ PLAIN_TORCH_MODULES = {
     'torch.nn.modules.activation.Tanh': torch.nn.Tanh,
     'torch.nn.modules.activation.Sigmoid': torch.nn.Sigmoid,
     'torch.nn.modules.normalization.LayerNorm': torch.nn.LayerNorm,
+    'torch.nn.modules.conv.Conv2d': torch.nn.Conv2d,
+    'torch.nn.modules.sparse.Embedding': torch.nn.Embedding,
+    'torch.nn.modules.batchnorm.BatchNorm1d': torch.nn.BatchNorm1d,
 }
 
 _ALLOWED_GLOBALS = {
@@ -392,9 +395,13 @@ def _umask():
 
 
 def save_network_pkl(data, path):
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, flushed
+    """Write ``data`` to ``path`` atomically (see atomic_write_bytes)."""
+    return atomic_write_bytes(dumps_network_pkl(data), path)
+
+
+def atomic_write_bytes(blob, path):
+    """Write ``blob`` to ``path`` atomically: a temporary file in the same folder, flushed
     and fsynced, then renamed. An interrupted save never leaves a partial file at ``path``."""
-    blob = dumps_network_pkl(data)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -411,3 +418,15 @@ def save_network_pkl(data, path):
             os.unlink(tmp)
         raise
     return path
+
+
+def save_tensors(obj, path):
+    """``torch.save`` of plain containers of tensors, atomically; read back with load_tensors_file."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(buf.getvalue(), path)
+
+
+def load_tensors_file(path):
+    """Read a file written by save_tensors; ``weights_only`` so it can hold no code."""
+    return torch.load(path, map_location='cpu', weights_only=True)

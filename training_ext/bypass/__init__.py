@@ -1,0 +1,1 @@
+"""Mind2Mind: frozen-layer bypass transfer (latent and partial modes)."""

@@ -1,0 +1,70 @@
+"""train_cocktail.py flags of the bypass method (Mind2Mind), and its entry point."""
+import json
+import os
+
+import click
+
+from training_ext.common.stages import STATE_FILE, StageError, pipeline_dir, source_names
+
+from .latent_gan import LOSSES
+from .pipeline import BypassError, BypassPipeline, parse_mode
+
+SELECTOR = 'bypass'
+FLAG_NAMES = ('bypass', 'bypass_res', 'encoder_kimg', 'latent_loss')
+FLAGS = [
+    click.option('--bypass', metavar='w|wplus|RES',
+                 help='Mind2Mind transfer of the --resume pickle to --data: train a latent GAN in W (w) or W+ '
+                      '(wplus) behind the frozen synthesis, or (a resolution) G and D up to RES behind their '
+                      'frozen upper blocks'),
+    click.option('--bypass-res', type=int, metavar='RES', help='Same as --bypass RES'),
+    click.option('--encoder-kimg', type=float, metavar='KIMG',
+                 help='Generated kimg to train the encoder (or adapter) on [default: 20]'),
+    click.option('--latent-loss', type=click.Choice(LOSSES),
+                 help='Loss of the bypass GAN [default: wgangp for w/wplus, ns (+R1, --gamma) for RES]'),
+]
+
+
+def selected(flags):
+    """--bypass/--bypass-res, or --resume naming a bypass pipeline's directory."""
+    return bool(flags.get('bypass') or flags.get('bypass_res')) or _pipeline_state(flags.get('resume')) is not None
+
+
+def _pipeline_state(path):
+    state = os.path.join(str(path), STATE_FILE) if path else None
+    if state is None or not os.path.isfile(state):
+        return None
+    with open(state) as f:
+        state = json.load(f)
+    return state if state.get('method') == 'bypass' else None
+
+
+def run(flags, log=print):
+    """Run a bypass pipeline. ``--resume`` is the source pickle, or an interrupted pipeline's
+    directory to continue (its source and mode are read from it)."""
+    if flags.get('bypass_res'):
+        if flags.get('bypass') not in (None, str(flags['bypass_res'])):
+            raise BypassError('give either --bypass or --bypass-res')
+        flags['bypass'] = str(flags['bypass_res'])
+    resume = flags.get('resume')
+    if not resume:
+        raise BypassError('--bypass needs the source network: --resume PKL')
+    state = _pipeline_state(resume)
+    if state is not None:
+        directory = resume
+        identity = state.get('identity') or {}
+        source = identity.get('source')
+        flags['bypass'] = flags.get('bypass') or identity.get('bypass')
+        flags['data'] = flags.get('data') or identity.get('data')
+    else:
+        if os.path.isdir(resume):
+            raise BypassError(f'--resume {resume}: not a bypass pipeline directory (no {STATE_FILE})')
+        source = os.path.abspath(resume)
+        mode = parse_mode(flags.get('bypass'))
+        target = source_names([str(flags.get('data') or 'target').rstrip('/')])
+        try:
+            directory = pipeline_dir(dict(flags, resume=None),
+                                     f'bypass-{mode}-{source_names([source])}-to-{target}')
+        except StageError as e:
+            raise BypassError(str(e)) from None
+    log(f'Bypass pipeline: {directory}')
+    return BypassPipeline(flags, directory, source, log=log).run()
