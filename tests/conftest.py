@@ -31,3 +31,16 @@ def small_D_kwargs(**over):
               conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=2))
     kw.update(over)
     return kw
+
+
+def make_source(path, seed=0, **gkw):
+    """A small random source pickle (G, D, G_ema) built from small_G_kwargs / small_D_kwargs."""
+    import torch
+
+    from plugin import save_network_pkl
+    from plugin.hosts.embedded.networks import Discriminator, Generator
+    torch.manual_seed(seed)
+    G = Generator(**small_G_kwargs(**gkw))
+    D = Discriminator(**small_D_kwargs(img_resolution=G.img_resolution, c_dim=G.c_dim))
+    save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), path)
+    return str(path)

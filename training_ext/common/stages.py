@@ -141,13 +141,18 @@ def network_kwargs(kwargs, fp16_override):
 
 
 def _with_precision(kw, fp16_override):
+    # A wrapper holds host networks' kwargs under 'generators' (mining), 'generator' or
+    # 'discriminator' (hyper-modulation); they are built by the wrapper, so they keep their
+    # c_dim and resolution, and get the stage's precision.
     if 'synthesis_kwargs' in kw:
         kw.synthesis_kwargs = EasyDict(kw.synthesis_kwargs, **fp16_override)
-    elif kw.get('class_name', '').endswith('Discriminator'):
+    elif kw.get('class_name', '').endswith('Discriminator') and 'discriminator' not in kw:
         kw.update(fp16_override)
-    if 'generators' in kw:                   # a wrapper (mining) around host generators
-        # nested generators are built by the wrapper, so they keep their c_dim and resolution
+    if 'generators' in kw:
         kw.generators = [_with_precision(EasyDict(g), fp16_override) for g in kw.generators]
+    for key in ('generator', 'discriminator'):
+        if key in kw:
+            kw[key] = _with_precision(EasyDict(kw[key]), fp16_override)
     return kw
 
 

@@ -13,12 +13,11 @@ import os
 
 import torch
 
-from plugin.hosts import active_host
 from plugin.persistence import constructor_kwargs as module_kwargs
 from plugin.pickles import load_network_pkl, load_tensors, save_network_pkl
 from plugin.plots import line_plot
 from training_ext.common.freezing import mask_buffer_name
-from training_ext.common.source_pickles import check_same_resolution, load_source
+from training_ext.common.source_pickles import check_same_resolution, load_source, open_target
 from training_ext.common.stages import StageError, StagePipeline
 
 from .miner import MinedGenerator, mined_from_sources
@@ -68,22 +67,7 @@ class MiningPipeline(StagePipeline):
         return sources
 
     def check_target(self):
-        f = self.flags
-        if not f.get('data'):
-            raise MiningError('--mine needs the target images: --data PATH')
-        f.data = str(f.data)
-        try:
-            ds = active_host().construct_class_by_name('training.dataset.ImageFolderDataset', path=f.data)
-        except IOError as e:
-            raise MiningError(f'--data: {e}') from None
-        res = self.sources[0]['G_ema'].img_resolution
-        if ds.resolution != res:
-            raise MiningError(f'the target images are {ds.resolution}px but the sources generate {res}px')
-        n = f.get('subset') or len(ds)
-        batch = f.get('batch') or 16
-        if n < batch:
-            raise MiningError(f'the target set has {n} images, fewer than the batch ({batch}); pass --batch {n} '
-                              'or less, or more images')
+        open_target(self.flags, self.sources[0]['G_ema'].img_resolution, MiningError, '--mine needs the target images')
 
     # -- stages -----------------------------------------------------------------------------------
     def _mined_kwargs(self, train):

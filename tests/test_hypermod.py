@@ -1,0 +1,249 @@
+"""Hyper-modulation: the per-sample weight op, the hyper generator's start from the source,
+low-rank vs full heads, self-initialisation, what training may change, the conditional D and
+contrastive term, the result pickle, the command line and the errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, make_source
+from plugin import load_network_pkl
+from plugin.hosts.embedded.layers import modulated_conv2d
+from torch_utils_ext.ops.hypermod_weight import hypermod_weight
+from training_ext.common.domains import write_domains_zip
+from training_ext.hypermod.cli import resolve_resume
+from training_ext.hypermod.loss import barlow_twins, random_views
+from training_ext.hypermod.networks import (HyperGenerator, HyperHead, discriminator_from_source, head_weights,
+                                            hyper_from_source, hyper_layers, lowrank_from_full)
+from training_ext.hypermod.pipeline import HypermodError, HypermodPipeline, self_init_error
+
+ASSETS = REPO / 'plugin' / 'assets' / 'sources'
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """Tiny networks run fastest on one thread (and do not fight other processes for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope='module')
+def discs():
+    return load_network_pkl(ASSETS / 'discs.pkl')
+
+
+def one_hot(classes, num_classes):
+    return torch.nn.functional.one_hot(torch.as_tensor(classes), num_classes).float()
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('hyper')
+    return dict(tmp=tmp, source=make_source(tmp / 'tiny16.pkl'),
+                labelled=write_domains_zip(tmp / 'dr16.zip', ['discs', 'rings'], count=16, resolution=16),
+                unlabelled=write_domains_zip(tmp / 'd16.zip', ['discs'], count=16, resolution=16))
+
+
+def run_pipeline(world, name, **over):
+    flags = dict(data=world['labelled'], cond=True, outdir=str(world['tmp']), cfg='tiny', batch=8, hyper_rank=4,
+                 kimg=0.05, tick=0.05, snap=1, seed=0, device='cpu')
+    source = over.pop('source', world['source'])
+    flags.update(over)
+    pipe = HypermodPipeline(flags, str(world['tmp'] / name), source, log=lambda *a: None)
+    return pipe, pipe.run()
+
+
+# -- the op and the networks ---------------------------------------------------------------------
+
+def test_op_is_modulated_conv_of_the_class_weight():
+    torch.manual_seed(0)
+    base, styles = torch.randn(5, 4, 3, 3), torch.randn(2, 4)
+    gamma, beta = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+    w = hypermod_weight(base, styles, gamma, beta, gain=0.5)
+    x = torch.randn(1, 4, 6, 6)
+    for n in range(2):
+        wc = 0.5 * (gamma[n, :, :, None, None] * base + beta[n, :, :, None, None])
+        expect = modulated_conv2d(x, wc, styles[n:n + 1], padding=1)
+        got = torch.nn.functional.conv2d(x, w[n], padding=1)
+        torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-5)
+    assert torch.equal(hypermod_weight(base, styles, gamma, beta, impl='cuda'), hypermod_weight(base, styles, gamma,
+                                                                                                  beta))
+    left, right = torch.randn(2, 5, 2), torch.randn(4, 2)
+    torch.testing.assert_close(hypermod_weight(base, styles, (gamma[0], left, right), beta),
+                               hypermod_weight(base, styles, gamma[0] + left @ right.t(), beta))
+    with pytest.raises(ValueError, match='impl'):
+        hypermod_weight(base, styles, gamma, beta, impl='triton')
+    with pytest.raises(ValueError, match='styles'):
+        hypermod_weight(base, styles[:, :3], gamma, beta)
+
+
+@pytest.mark.parametrize('rank', [0, 8])
+def test_source_init_reproduces_the_source_for_every_class(discs, rank):
+    G = discs['G_ema'].eval()
+    H = hyper_from_source(G, 3, rank=rank).eval()
+    z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = G(z, None, noise_mode='const')
+        diffs = [float((H(z, one_hot([k] * 16, 3), noise_mode='const') - ref).abs().max()) for k in range(3)]
+    print(f'rank {rank}: max |hyper - source| per class at construction: {", ".join(f"{d:.1e}" for d in diffs)}')
+    assert max(diffs) < 1e-4
+    layer = dict(hyper_layers(H.synthesis.net))['b8.conv0']
+    src = G.synthesis.b8.conv0.weight
+    rebuilt = layer.weight_std[:, :, None, None] * layer.base_weight + layer.weight_mean[:, :, None, None]
+    torch.testing.assert_close(rebuilt, src, rtol=0, atol=1e-5)
+    assert layer.base_weight.mean(dim=[2, 3]).abs().max() < 1e-5                  # standardised per filter
+    assert not any(n.endswith('base_weight') for n, _ in H.named_parameters())    # frozen: buffers
+
+
+def test_low_rank_at_full_rank_equals_full_heads(discs):
+    head = HyperHead(64, 6, 5, rank=0, init='reference')
+    v = torch.randn(3, 64)
+    low = lowrank_from_full(head)
+    out = low(v)
+    torch.testing.assert_close(out[0] + out[1] @ out[2].t(), head(v), rtol=1e-5, atol=1e-5)
+    assert head_weights(64, 6, 5, 0) == sum(p.numel() for p in head.parameters())
+    assert head_weights(64, 6, 5, 2) == sum(p.numel() for p in HyperHead(64, 6, 5, rank=2).parameters())
+
+    G = discs['G_ema'].eval()
+    full = hyper_from_source(G, 2, rank=0, init='reference').eval()      # random heads: a real test
+    lowr = hyper_from_source(G, 2, rank=32, init='reference').eval()     # 32 = every layer's input channels
+    with torch.no_grad():
+        lowr.synthesis.task.load_state_dict(full.synthesis.task.state_dict())
+        for (name, a), (_, b) in zip(hyper_layers(full.synthesis.net), hyper_layers(lowr.synthesis.net)):
+            assert b.gamma.rank == a.in_channels, name
+            b.load_state_dict(a.state_dict(), strict=False)             # buffers, affine, noise, dbias
+            b.gamma.load_state_dict(lowrank_from_full(a.gamma).state_dict())
+            b.beta.load_state_dict(lowrank_from_full(a.beta).state_dict())
+        z, c = torch.randn(4, G.z_dim), one_hot([0, 1, 1, 0], 2)
+        torch.testing.assert_close(lowr(z, c, noise_mode='const'), full(z, c, noise_mode='const'), rtol=1e-4,
+                                   atol=1e-4)
+
+
+def test_wrong_label_width_is_a_clear_error(discs):
+    H = hyper_from_source(discs['G_ema'], 2, rank=4)
+    D = discriminator_from_source(discs['D'], 2)
+    z = torch.randn(2, H.z_dim)
+    for c in (torch.zeros(2, 3), torch.zeros(2, 0), None):
+        with pytest.raises(ValueError, match=r'one-hot of shape \[N, 2\]'):
+            H(z, c)
+    with pytest.raises(ValueError, match=r'one-hot of shape \[N, 2\]'):
+        D(torch.zeros(4, 3, 32, 32), torch.zeros(4, 1))
+    with pytest.raises(ValueError, match='labels have 3 classes'):
+        HyperGenerator(generator=H._init_kwargs['generator'], num_classes=2, c_dim=3)
+    assert (H.c_dim, H.z_dim, H.num_ws, H.img_resolution, H.img_channels) == (2, 64, 8, 32, 3)
+
+
+def test_conditional_D_starts_as_the_source_D_and_the_contrastive_term_trains_it(discs):
+    D = discriminator_from_source(discs['D'], 3, freeze_layers=1)
+    img = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        ref = discs['D'](img, None)
+        for k in range(3):
+            torch.testing.assert_close(D(img, one_hot([k] * 8, 3)), ref, rtol=1e-5, atol=1e-5)
+    assert 'net.b32.fromrgb.weight' in dict(D.named_buffers())                 # fromRGB frozen
+    views = random_views(img.clamp(-1, 1))
+    assert views.shape == img.shape and views.abs().max() <= 1 and not torch.equal(views, random_views(img))
+    f = torch.randn(16, 8)
+    assert barlow_twins(f, f, offdiag_weight=0) < 1e-3                      # identical views: diagonal 1
+    assert barlow_twins(f, torch.randn(16, 8)) > 1
+    loss = barlow_twins(D.features(random_views(img)), D.features(random_views(img)))
+    loss.backward()
+    assert D.net.b4.fc.weight.grad.abs().sum() > 0
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+
+def frozen_state(G):
+    trainable = {n for n, _ in G.named_parameters() if '.task.' in n or any(f'.{h}.' in n for h in
+                                                                             ('gamma', 'beta', 'dbias'))}
+    return {n: t.clone() for n, t in G.state_dict().items() if n not in trainable and not n.endswith('w_avg')}
+
+
+def test_self_init_then_conditional_training(world):
+    pipe, final = run_pipeline(world, 'source-init')
+    selfinit = pipe.state['stages']['stage2-init']['self_init_error']
+    source_G = load_network_pkl(world['source'])['G_ema']
+    start = load_network_pkl(pipe.path('stage2-init', 'init.pkl'))['G']
+    errors = self_init_error(start, source_G)
+    print('source init (self-initialisation: the default 0 kimg): mean |hyper - source| per class',
+          ', '.join(f'{e:.2e}' for e in errors))
+    assert 'stage1-selfinit' not in pipe.state['stages']
+    assert errors == pytest.approx(selfinit) and len(errors) == 2
+    assert max(errors) < 1e-4 and errors[0] == errors[1]                  # class 0 copied to every class
+    end = load_network_pkl(final)['G']
+    a, b = frozen_state(start), frozen_state(end)
+    assert any(n.endswith('base_weight') for n in a) and any('torgb' in n for n in a)
+    assert a.keys() == b.keys() and [n for n in a if not torch.equal(a[n], b[n])] == []
+    changed = [n for n, p in end.named_parameters() if n not in a and not torch.equal(p, start.state_dict()[n])]
+    assert any('.gamma.' in n for n in changed), 'the heads did not train'
+
+
+def test_reference_init_needs_and_gets_self_initialisation(world):
+    pipe, _ = run_pipeline(world, 'reference-init', hyper_init='reference', self_init_kimg=0.4, kimg=0.008)
+    source_G = load_network_pkl(world['source'])['G_ema']
+    before = self_init_error(load_network_pkl(pipe.path('stage0-init', 'init.pkl'))['G'], source_G)[0]
+    after = pipe.state['stages']['stage2-init']['self_init_error']
+    print(f'reference init: mean |hyper - source| {before:.3g} before, {after[0]:.3g} after 0.4 kimg of '
+          'self-initialisation')
+    assert after[0] < before / 10 and after[0] == after[1]
+
+
+def test_result_pickle_generates_per_class(world):
+    _, final = run_pipeline(world, 'pickle', kimg=0.1)
+    data = load_network_pkl(final)
+    G = data['G_ema'].eval()
+    assert type(G).__name__ == 'HyperGenerator' and G.c_dim == 2
+    z = torch.randn(4, G.z_dim)
+    with torch.no_grad():
+        imgs = [G(z, one_hot([k] * 4, 2), noise_mode='const') for k in range(2)]
+    assert imgs[0].shape == (4, 3, 16, 16) and all(torch.isfinite(i).all() for i in imgs)
+    assert not torch.allclose(imgs[0], imgs[1]), 'the classes generate the same images'
+    r = subprocess.run([sys.executable, '-m', 'plugin', 'generate', final, '--seeds', '0-2', '--class', '1',
+                        '--outdir', world['tmp'] / 'gen'], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(list((world['tmp'] / 'gen').glob('seed*.png'))) == 3
+
+
+def test_errors(world, tmp_path):
+    with pytest.raises(HypermodError, match='is conditional'):
+        run_pipeline(world, 'e1', source=str(ASSETS / 'discs-triangles.pkl'))
+    with pytest.raises(HypermodError, match='no class labels'):
+        run_pipeline(world, 'e2', data=world['unlabelled'])
+    with pytest.raises(HypermodError, match='--cond 1'):
+        run_pipeline(world, 'e3', cond=None)
+    with pytest.raises(HypermodError, match='target images are 16px but the source generates 32px'):
+        run_pipeline(world, 'e4', source=str(ASSETS / 'discs.pkl'))
+    with pytest.raises(HypermodError, match='needs --resume'):
+        resolve_resume(dict(resume=None))
+    with pytest.raises(HypermodError, match='not a pipeline directory'):
+        resolve_resume(dict(resume=str(tmp_path)))
+    with pytest.raises(HypermodError, match='no such source'):
+        resolve_resume(dict(resume=str(tmp_path / 'missing.pkl')))
+
+
+def test_command_line_end_to_end_and_resume(world):
+    out = world['tmp'] / 'cli'
+    cmd = [sys.executable, 'train_cocktail.py', '--outdir', str(out), '--data', world['labelled'], '--cond', '1',
+           '--resume', world['source'], '--hyper', '--hyper-rank', '4', '--self-init-kimg', '0.05', '--kimg', '1',
+           '--batch', '8', '--cfg', 'tiny', '--tick', '0.5', '--snap', '10', '--device', 'cpu']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (pipe_dir,) = out.iterdir()
+    state = json.loads((pipe_dir / 'pipeline_state.json').read_text())
+    assert set(state['stages']) == {'stage1-selfinit', 'stage2-init', 'stage2-cond'}
+    assert 'Final pickle:' in r.stdout
+    # Continuing the finished pipeline skips every stage; a pickle needs no --hyper-rank again.
+    r = subprocess.run(cmd[:cmd.index('--resume')] + ['--resume', str(pipe_dir), '--hyper', '--kimg', '1',
+                                                      '--batch', '8', '--cfg', 'tiny', '--device', 'cpu'],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'done before, skipping' in r.stdout
+    r = subprocess.run(cmd[:cmd.index('--resume')] + ['--hyper'], cwd=REPO, capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 1 and r.stderr.startswith('error: --hyper needs --resume') and r.stderr.count('\n') == 1

@@ -1,0 +1,66 @@
+"""train_cocktail.py flags of the hyper-modulation method, and its entry point.
+
+``--hyper`` selects the method; ``--resume`` names what it starts from: the unconditional
+source pickle (a new pipeline in --outdir), or a hyper-modulation pipeline directory (holding
+pipeline_state.json) to continue, whose source is the one it was started with.
+"""
+import json
+import os
+
+import click
+
+from plugin import launch
+from training_ext.common.stages import STATE_FILE, source_names
+
+from .networks import INITS
+from .pipeline import HypermodError, HypermodPipeline
+
+SELECTOR = 'hyper'
+FLAG_NAMES = ('hyper', 'hyper_rank', 'hyper_init', 'self_init_kimg', 'contrastive_weight')
+FLAGS = [
+    click.option('--hyper', is_flag=True, default=False,
+                 help='Hyper-modulation: make the unconditional --resume PKL class-conditional on --data (--cond 1)'),
+    click.option('--hyper-rank', type=int, metavar='INT', help='Rank of the gamma/beta heads; 0 = full [default: 8]'),
+    click.option('--hyper-init', type=click.Choice(list(INITS)),
+                 help='source: heads start reproducing the source; reference: the paper\'s [default: source]'),
+    click.option('--self-init-kimg', type=float, metavar='KIMG',
+                 help='kimg of self-initialisation (no real data) [default: 0 with --hyper-init source, 20 with reference]'),
+    click.option('--contrastive-weight', type=float, metavar='FLOAT',
+                 help='Weight of the Barlow Twins term in D\'s loss [default: 0.01]'),
+]
+
+
+def resolve_resume(flags):
+    """(source pickle, pipeline directory or None to start a new one) from --resume."""
+    resume = flags.get('resume')
+    if not resume:
+        raise HypermodError('--hyper needs --resume SOURCE.pkl (the unconditional generator to start from), or '
+                            '--resume PIPELINE_DIR to continue a hyper-modulation pipeline')
+    resume = str(resume)
+    if os.path.isdir(resume):
+        state_path = os.path.join(resume, STATE_FILE)
+        if not os.path.isfile(state_path):
+            raise HypermodError(f'--resume {resume}: a directory but not a pipeline directory (no {STATE_FILE}); '
+                                'give the source pickle to start a new pipeline')
+        with open(state_path) as f:
+            state = json.load(f)
+        if state.get('method') != HypermodPipeline.method:
+            raise HypermodError(f'--resume {resume}: a {state.get("method")} pipeline, not a hyper-modulation one')
+        return state['identity']['source'], resume
+    if not os.path.isfile(resume):
+        raise HypermodError(f'--resume {resume}: no such source pickle or pipeline directory')
+    return resume, None
+
+
+def run(flags, log=print):
+    """Run (or continue, with --resume PIPELINE_DIR) a hyper-modulation pipeline; returns the final pickle."""
+    if flags.get('baseline') not in (None, 'none'):
+        raise HypermodError('--baseline is not available with --hyper')
+    source, directory = resolve_resume(flags)
+    if directory is None:
+        target = source_names([str(flags.get('data') or 'target').rstrip('/')])
+        rank = flags.get('hyper_rank')
+        directory = launch.next_run_dir(flags['outdir'], f'hyper-{source_names([source])}-to-{target}'
+                                        + (f'-rank{rank}' if rank is not None else ''))
+    log(f'Hyper-modulation pipeline: {directory}')
+    return HypermodPipeline(flags, directory, source, log=log).run()

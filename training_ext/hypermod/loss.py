@@ -1,0 +1,137 @@
+"""Losses of the hyper-modulation method, as class_name seams of the host's training loop.
+
+``SelfInitLoss``: self-initialisation without real data. In the G phase the hyper generator
+(class label from the stage's LabelDataset) and the frozen source generator (from its pickle)
+run on the same z with constant noise; the loss is the sum over synthesis blocks of the mean
+L1 distance between their outputs (features and RGB). D phases and regularisers do nothing.
+
+``HypermodLoss``: the host's StyleGAN2 loss plus, in D's main phase only, a Barlow Twins term
+on D's penultimate features of two augmented views of the real images (BatchNorm without
+affine, off-diagonal weight 5e-3), weighted by ``contrastive_weight`` (default 0.01).
+"""
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from plugin.hosts import active_host
+from plugin.hosts.embedded.training_stats import report
+from plugin.pickles import load_network_pkl
+from training_ext.common.loss_wrapper import WrappedLoss
+
+
+def block_outputs(synthesis_net, ws, **kwargs):
+    """Run a synthesis network; the (features, image) output of every block, in order. The
+    hooks live only for this call (a hook left on a network would end up in its pickle)."""
+    outputs = []
+    handles = [getattr(synthesis_net, f'b{res}').register_forward_hook(lambda m, i, o: outputs.append(o))
+               for res in synthesis_net.block_resolutions]
+    try:
+        synthesis_net(ws, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return outputs
+
+
+def block_l1(a, b):
+    """Sum over blocks of the mean absolute difference of features and of images."""
+    total = 0
+    for (xa, ia), (xb, ib) in zip(a, b):
+        total = total + (xa.float() - xb.float()).abs().mean() + (ia.float() - ib.float()).abs().mean()
+    return total
+
+
+def self_init_distance(mapping, synthesis, source, z, c):
+    """The self-initialisation loss of a hyper generator (``mapping``, ``synthesis``) towards
+    the frozen ``source`` generator for latents z and labels c: differentiable in the former."""
+    with torch.no_grad():
+        target = block_outputs(source.synthesis, source.mapping(z, c[:, :0]), noise_mode='const')
+    ws = mapping(z, c)
+    hyper = block_outputs(synthesis.net, ws[:, :, :synthesis.style_dim], task=synthesis.task(c), noise_mode='const')
+    return block_l1(hyper, target)
+
+
+class SelfInitLoss:
+    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, source=None, **_host_loss_kwargs):
+        if not source:
+            raise ValueError('SelfInitLoss needs the source pickle: source=PATH')
+        self.G_mapping, self.G_synthesis = G_mapping, G_synthesis
+        self.pl_mean = torch.zeros([], device=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            self.source = load_network_pkl(source, host=active_host())['G_ema']
+        self.source = self.source.eval().requires_grad_(False).to(device)
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        if phase not in ('Gmain', 'Gboth'):
+            return
+        loss = self_init_distance(self.G_mapping, self.G_synthesis, self.source, gen_z, gen_c)
+        report('Loss/G/loss', loss)
+        report('Hypermod/self_init_l1', loss)
+        loss.mul(gain).backward()
+
+
+# -- the contrastive term ---------------------------------------------------------------------------
+
+def random_views(img):
+    """An augmented view of images in [-1, 1] (new randomness per call): random resized crop
+    and horizontal flip, colour jitter, greyscale, blur, solarize (the reference's set)."""
+    n, dev = img.shape[0], img.device
+    scale = torch.empty(n, device=dev).uniform_(0.6, 1.0).sqrt()
+    shift = (1 - scale).unsqueeze(1) * torch.empty(n, 2, device=dev).uniform_(-1, 1)
+    flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = scale * flip, scale, shift
+    x = F.grid_sample(img, F.affine_grid(theta, list(img.shape), align_corners=False), mode='bilinear',
+                      padding_mode='reflection', align_corners=False)
+
+    def chance(p):
+        return (torch.rand(n, 1, 1, 1, device=dev) < p).to(x.dtype)
+
+    def factor(lo, hi):
+        return torch.empty(n, 1, 1, 1, device=dev).uniform_(lo, hi)
+
+    jitter = chance(0.8)
+    jittered = (x + factor(-0.4, 0.4)) * factor(0.6, 1.4)                                  # brightness, contrast
+    grey = jittered.mean(dim=1, keepdim=True)
+    jittered = grey + (jittered - grey) * factor(0.6, 1.4)                                 # saturation
+    x = torch.lerp(x, jittered, jitter)
+    x = torch.lerp(x, x.mean(dim=1, keepdim=True).expand_as(x), chance(0.2))
+    k = torch.tensor([1.0, 2.0, 1.0], device=dev)
+    k = (k[:, None] * k[None, :] / 16).expand(x.shape[1], 1, 3, 3)
+    x = torch.lerp(x, F.conv2d(F.pad(x, [1, 1, 1, 1], mode='reflect'), k, groups=x.shape[1]), chance(0.5))
+    x = torch.lerp(x, torch.where(x > 0, -x, x), chance(0.2))
+    return x.clamp(-1, 1)
+
+
+def barlow_twins(f1, f2, offdiag_weight=5e-3):
+    """Barlow Twins loss of two [N, F] feature batches (batch-normalised without affine)."""
+    n = f1.shape[0]
+    z1 = F.batch_norm(f1.float(), None, None, training=True)
+    z2 = F.batch_norm(f2.float(), None, None, training=True)
+    cc = z1.t() @ z2 / n
+    on = (torch.diagonal(cc) - 1).square().sum()
+    off = cc.square().sum() - torch.diagonal(cc).square().sum()
+    return on + offdiag_weight * off
+
+
+class HypermodLoss(WrappedLoss):
+    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, contrastive_weight=0.01,
+                 offdiag_weight=5e-3, **loss_kwargs):
+        super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
+        if contrastive_weight and not hasattr(D, 'features'):
+            raise ValueError('the contrastive term needs a discriminator with features(img) (HyperDiscriminator)')
+        if not (contrastive_weight >= 0 and math.isfinite(contrastive_weight)):
+            raise ValueError(f'contrastive weight must be >= 0, got {contrastive_weight}')
+        self.D, self.contrastive_weight, self.offdiag_weight = D, contrastive_weight, offdiag_weight
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
+        if phase in ('Dmain', 'Dboth') and self.contrastive_weight > 0 and real_img.shape[0] > 1:
+            real = real_img.detach()
+            loss = barlow_twins(self.D.features(random_views(real)), self.D.features(random_views(real)),
+                                self.offdiag_weight)
+            report('Hypermod/contrastive', loss)
+            loss.mul(self.contrastive_weight * gain).backward()

@@ -1,0 +1,400 @@
+"""Hyper-modulated generator and class-conditional discriminator, built around host networks.
+
+``HyperGenerator`` holds a host generator (from its constructor kwargs) whose 3x3 synthesis
+convolutions (conv0/conv1 of every block) are replaced by ``HyperSynthesisLayer``s:
+
+    mapping   = HyperMapping:   net (the source's mapping network); packs the label into the ws
+    synthesis = HyperSynthesis: task (embedding + MLP -> task vector v), net (the source's
+                synthesis network, convs hyper-modulated); unpacks the label from the ws
+
+The ws between them are the source's ws with the label c appended as ``num_classes`` more
+channels (the same in every layer). The host's StyleGAN2 loss calls ``G_mapping(z, c)`` (twice
+with the same c for style mixing) and ``G_synthesis(ws)``, so it never notices; the path-length
+gradient of the label channels is zero. The task vector reaches the hyper layers as a keyword
+(``task=v``) that the host's synthesis network and blocks pass through to their conv layers.
+
+Frozen (gradient masks, or buffers): mapping, style affines, noise strengths, toRGB, constant
+input, and the standardised base weights and biases. Trainable: embedding, task MLP, heads.
+"""
+import math
+
+import torch
+
+from plugin.hosts import active_host
+from plugin.hosts.embedded.layers import FullyConnectedLayer
+from plugin.persistence import constructor_kwargs, persistent_class
+from torch_utils_ext.ops.bias_act import bias_act, default_gain
+from torch_utils_ext.ops.conv2d_resample import conv2d_resample
+from torch_utils_ext.ops.hypermod_weight import hypermod_weight
+from torch_utils_ext.ops.upfirdn2d import setup_filter
+from training_ext.common.freezing import register_gradient_masks
+
+INITS = ('source', 'reference')
+CONV_NAMES = ('conv0', 'conv1')
+
+
+def check_labels(c, num_classes):
+    """c must be [N, num_classes] (one-hot, or soft); a clear ValueError otherwise."""
+    if c is None or c.ndim != 2 or c.shape[1] != num_classes:
+        shape = None if c is None else tuple(c.shape)
+        raise ValueError(f'this generator is conditional with {num_classes} classes: labels must be one-hot of '
+                         f'shape [N, {num_classes}], got {shape}')
+
+
+def standardise(t, dims):
+    """(t_hat, mean, std) with t = std * t_hat + mean over ``dims``; a constant slice gets std 1."""
+    mean = t.mean(dim=dims, keepdim=True)
+    std = t.std(dim=dims, keepdim=True, unbiased=False)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return (t - mean) / std, mean, std
+
+
+@persistent_class(None)
+class TaskNetwork(torch.nn.Module):
+    """Label -> task vector v: an embedding (c @ E, so soft labels interpolate) and an MLP of
+    ``num_layers`` equalised-lr linear layers with leaky ReLU. The MLP has the mapping
+    network's learning-rate multiplier (0.01), so with the host's lr it learns at the
+    reference's task-network rate (2e-5); the embedding learns at the full rate."""
+
+    def __init__(self, num_classes, dim=64, num_layers=4, lr_multiplier=0.01):
+        super().__init__()
+        self.num_classes, self.dim, self.num_layers = num_classes, dim, num_layers
+        self.embed = torch.nn.Parameter(torch.randn([num_classes, dim]))
+        for i in range(num_layers):
+            setattr(self, f'fc{i}', FullyConnectedLayer(dim, dim, activation='lrelu', lr_multiplier=lr_multiplier))
+
+    def forward(self, c):
+        v = c.to(torch.float32) @ self.embed
+        for i in range(self.num_layers):
+            v = getattr(self, f'fc{i}')(v)
+        return v
+
+
+@persistent_class(None)
+class HyperHead(torch.nn.Module):
+    """Task vector v [N, D] -> a modulation of shape [N, out, in] (gamma or beta).
+
+    Full (``rank=0``): one equalised-lr linear layer D -> out*in with a bias (out*in).
+    Low rank (``rank=R``): ``offset + A(v) @ B^T`` with ``offset`` [out, in] (the full head's
+    bias), ``A`` a linear layer D -> out*R without bias, ``B`` [in, R] a learnt basis shared
+    by all classes. At R = in, B = identity and A = the full head's weights this *is* the
+    full head (``lowrank_from_full``). The v-dependent part costs D*out*R + in*R weights
+    instead of D*out*in.
+    """
+
+    def __init__(self, dim, out_channels, in_channels, rank=0, init='source'):
+        super().__init__()
+        if init not in INITS:
+            raise ValueError(f'hyper head init must be one of {INITS}, got {init!r}')
+        if rank < 0 or rank > in_channels:
+            raise ValueError(f'rank must be 0 (full) or 1..{in_channels}, got {rank}')
+        self.dim, self.out_channels, self.in_channels, self.rank = dim, out_channels, in_channels, rank
+        if rank == 0:
+            self.fc = FullyConnectedLayer(dim, out_channels * in_channels)
+        else:
+            self.offset = torch.nn.Parameter(torch.zeros([out_channels, in_channels]))
+            self.left = FullyConnectedLayer(dim, out_channels * rank, bias=False)
+            self.right = torch.nn.Parameter(torch.randn([in_channels, rank]) / math.sqrt(rank))
+        if init == 'source':                # v-dependent part zero: the offset alone is the modulation
+            with torch.no_grad():
+                (self.fc if rank == 0 else self.left).weight.zero_()
+
+    @torch.no_grad()
+    def set_offset(self, value):
+        """Set the v-independent part (the full head's bias), [out, in]."""
+        offset = self.fc.bias if self.rank == 0 else self.offset
+        offset.copy_(value.reshape(offset.shape))
+
+    def forward(self, v):
+        n = v.shape[0]
+        if self.rank == 0:
+            return self.fc(v).reshape(n, self.out_channels, self.in_channels)
+        return self.offset, self.left(v).reshape(n, self.out_channels, self.rank), self.right
+
+
+
+def head_weights(dim, out_channels, in_channels, rank=0):
+    """Trainable weights of one HyperHead (without building it): for sizing at 512 channels."""
+    if rank == 0:
+        return dim * out_channels * in_channels + out_channels * in_channels
+    return out_channels * in_channels + dim * out_channels * rank + in_channels * rank
+
+
+def lowrank_from_full(head):
+    """The rank-``in`` low-rank head computing exactly what the full ``head`` computes."""
+    low = HyperHead(head.dim, head.out_channels, head.in_channels, rank=head.in_channels, init='reference')
+    with torch.no_grad():
+        low.offset.copy_(head.fc.bias.reshape(head.out_channels, head.in_channels))
+        low.left.weight.copy_(head.fc.weight)
+        low.right.copy_(torch.eye(head.in_channels))
+    return low
+
+
+@persistent_class(None)
+class HyperSynthesisLayer(torch.nn.Module):
+    """A StyleGAN2 synthesis layer whose weight and bias are hyper-modulated per sample.
+
+    Buffers (frozen): ``base_weight`` W_hat [O, I, k, k] (per (out, in) filter standardised over
+    its kernel), ``weight_mean``/``weight_std`` [O, I] (so that W = std * W_hat + mean),
+    ``base_bias`` b_hat [O] and ``noise_const``, ``resample_filter``. Frozen parameters:
+    ``affine`` (styles), ``noise_strength``. Trainable: the heads ``gamma``, ``beta``, ``dbias``.
+
+    W_c = gamma(v) (.) W_hat + beta(v), b_c = b_hat + dbias(v); then modulation by the styles,
+    demodulation and a grouped convolution, as StyleGAN2. ``init='source'`` sets the heads'
+    v-independent parts to (std, mean, b - b_hat) and their v-dependent parts to zero, so the
+    layer starts out computing the source layer's output; ``'reference'`` is the paper's init
+    (biases zero, random weights), which self-initialisation has to undo.
+    """
+
+    def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1, use_noise=True,
+                 activation='lrelu', conv_clamp=None, task_dim=64, rank=0, init='source'):
+        super().__init__()
+        self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
+        self.up, self.use_noise, self.activation, self.conv_clamp = up, use_noise, activation, conv_clamp
+        self.padding = kernel_size // 2
+        self.act_gain = default_gain(activation)
+        self.init = init
+        self.register_buffer('resample_filter', setup_filter([1, 3, 3, 1]))
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.register_buffer('base_weight', torch.zeros([out_channels, in_channels, kernel_size, kernel_size]))
+        self.register_buffer('weight_mean', torch.zeros([out_channels, in_channels]))
+        self.register_buffer('weight_std', torch.ones([out_channels, in_channels]))
+        self.register_buffer('base_bias', torch.zeros([out_channels]))
+        if use_noise:
+            self.register_buffer('noise_const', torch.randn([resolution, resolution]))
+            self.noise_strength = torch.nn.Parameter(torch.zeros([]))
+        self.gamma = HyperHead(task_dim, out_channels, in_channels, rank, init)
+        self.beta = HyperHead(task_dim, out_channels, in_channels, rank, init)
+        self.dbias = FullyConnectedLayer(task_dim, out_channels)
+        if init == 'source':
+            with torch.no_grad():
+                self.dbias.weight.zero_()
+
+    @torch.no_grad()
+    def init_from(self, weight, bias):
+        """Standardise a source layer's weight [O, I, k, k] and bias [O] into the buffers and,
+        with ``init='source'``, set the heads so that W_c = W and b_c = b."""
+        w_hat, mean, std = standardise(weight.to(torch.float32), dims=[2, 3])
+        b_hat, _, _ = standardise(bias.to(torch.float32), dims=[0])
+        self.base_weight.copy_(w_hat)
+        self.weight_mean.copy_(mean[:, :, 0, 0])
+        self.weight_std.copy_(std[:, :, 0, 0])
+        self.base_bias.copy_(b_hat)
+        if self.init == 'source':
+            self.gamma.set_offset(self.weight_std)
+            self.beta.set_offset(self.weight_mean)
+            self.dbias.bias.copy_(bias - b_hat)
+
+    def head_parameters(self):
+        return [*self.gamma.parameters(), *self.beta.parameters(), *self.dbias.parameters()]
+
+    def forward(self, x, w, task=None, noise_mode='random', fused_modconv=True, gain=1):
+        if task is None:
+            raise ValueError('a hyper-modulated layer needs the task vector: call it through HyperSynthesis')
+        if noise_mode not in ('random', 'const', 'none'):
+            raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+        n = x.shape[0]
+        weight = hypermod_weight(self.base_weight, self.affine(w), self.gamma(task), self.beta(task))
+        x = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), weight.reshape(-1, *weight.shape[2:]).to(x.dtype),
+                            f=self.resample_filter, up=self.up, padding=self.padding, groups=n,
+                            flip_weight=(self.up == 1))
+        x = x.reshape(n, -1, *x.shape[2:])
+        if self.use_noise and noise_mode == 'random':
+            x = x + torch.randn([n, 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+        elif self.use_noise and noise_mode == 'const':
+            x = x + self.noise_const * self.noise_strength
+        bias = self.base_bias + self.dbias(task)
+        x = x + bias.to(x.dtype).reshape(n, -1, 1, 1)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, None, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+def hyper_layer_for(layer, task_dim, rank, init):
+    """A HyperSynthesisLayer shaped like the host's synthesis ``layer`` (weights not copied)."""
+    return HyperSynthesisLayer(layer.in_channels, layer.out_channels, w_dim=layer.affine.in_features,
+                               resolution=layer.resolution, kernel_size=layer.weight.shape[-1], up=layer.up,
+                               use_noise=layer.use_noise, activation=layer.activation, conv_clamp=layer.conv_clamp,
+                               task_dim=task_dim, rank=min(rank, layer.in_channels), init=init)
+
+
+def hyper_layers(synthesis_net):
+    """(name, layer) of every hyper-modulated layer of a synthesis network, in block order."""
+    return [(n, m) for n, m in synthesis_net.named_modules() if isinstance(m, HyperSynthesisLayer)]
+
+
+@persistent_class(None)
+class HyperMapping(torch.nn.Module):
+    """The source's (unconditional) mapping network; the label is appended to its ws.
+    (Networks are attached after construction so that the constructor kwargs stay small.)"""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def attach(self, net):
+        self.net = net
+        self.z_dim, self.c_dim = net.z_dim, self.num_classes
+        self.style_dim, self.num_ws = net.w_dim, net.num_ws
+        self.w_dim = self.style_dim + self.num_classes
+        return self
+
+    def forward(self, z, c, **kwargs):
+        check_labels(c, self.num_classes)
+        ws = self.net(z, c[:, :0], **kwargs)
+        return torch.cat([ws, c.to(ws.dtype).unsqueeze(1).expand(-1, ws.shape[1], -1)], dim=2)
+
+
+@persistent_class(None)
+class HyperSynthesis(torch.nn.Module):
+    """The task network and the source's synthesis network with hyper-modulated convs."""
+
+    def __init__(self, num_classes, task_dim=64, task_layers=4):
+        super().__init__()
+        self.num_classes = num_classes
+        self.task = TaskNetwork(num_classes, task_dim, task_layers)
+
+    def attach(self, net):
+        self.net = net
+        self.style_dim, self.num_ws = net.w_dim, net.num_ws
+        self.w_dim = self.style_dim + self.num_classes
+        self.img_resolution, self.img_channels = net.img_resolution, net.img_channels
+        self.block_resolutions = net.block_resolutions
+        return self
+
+    def forward(self, ws, **kwargs):
+        if ws.ndim != 3 or ws.shape[2] != self.w_dim:
+            raise ValueError(f'hyper synthesis expects packed ws of shape [N, {self.num_ws}, {self.w_dim}] '
+                             f'(styles + {self.num_classes} label channels), got {tuple(ws.shape)}')
+        c = ws[:, 0, self.style_dim:].detach()
+        return self.net(ws[:, :, :self.style_dim], task=self.task(c), **kwargs)
+
+
+@persistent_class(None)
+class HyperGenerator(torch.nn.Module):
+    """A class-conditional generator: ``G(z, c)`` with one-hot c [N, num_classes].
+
+    ``generator``: the unconditional source generator's kwargs (with class_name); weights come
+    from ``hyper_from_source`` or the stage's pickle. ``rank``: 0 for full (out x in) heads,
+    R for low-rank heads. ``train``: 'hyper' (only task network and heads learn) or 'all'
+    (every parameter: the paper's optional fine-tuning). ``c_dim``, ``img_resolution``,
+    ``img_channels`` are what the training loop passes; they must agree.
+    """
+
+    def __init__(self, generator, num_classes, rank=0, task_dim=64, task_layers=4, init='source', train='hyper',
+                 c_dim=None, img_resolution=None, img_channels=None):
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f'num_classes must be at least 1, got {num_classes}')
+        if train not in ('hyper', 'all'):
+            raise ValueError(f"train must be 'hyper' or 'all', got {train!r}")
+        G = active_host().construct_class_by_name(**dict(generator))
+        if G.c_dim != 0:
+            raise ValueError(f'the source generator is conditional (c_dim {G.c_dim}); hyper-modulation needs an '
+                             'unconditional one')
+        if c_dim is not None and c_dim != num_classes:
+            raise ValueError(f'the labels have {c_dim} classes but this hyper generator has {num_classes} '
+                             '(check --cond 1 and the dataset labels)')
+        if img_resolution is not None and img_resolution != G.img_resolution:
+            raise ValueError(f'the images are {img_resolution}px, the source generates {G.img_resolution}px')
+        for res in G.synthesis.block_resolutions:
+            block = getattr(G.synthesis, f'b{res}')
+            for name in CONV_NAMES:
+                if hasattr(block, name):
+                    setattr(block, name, hyper_layer_for(getattr(block, name), task_dim, rank, init))
+        self.mapping = HyperMapping(num_classes).attach(G.mapping)
+        self.synthesis = HyperSynthesis(num_classes, task_dim, task_layers).attach(G.synthesis)
+        self.num_classes, self.rank, self.train_mode = num_classes, rank, train
+        self.z_dim, self.c_dim = G.z_dim, num_classes
+        self.w_dim, self.style_dim, self.num_ws = self.synthesis.w_dim, G.w_dim, G.num_ws
+        self.img_resolution, self.img_channels = G.img_resolution, G.img_channels
+        if train == 'hyper':
+            trainable = {id(p) for p in self.synthesis.task.parameters()}
+            for _, layer in hyper_layers(self.synthesis.net):
+                trainable.update(id(p) for p in layer.head_parameters())
+            register_gradient_masks(self, {n: p for n, p in self.named_parameters() if id(p) not in trainable})
+
+    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=None, **synthesis_kwargs):
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                          update_emas=update_emas)
+        return self.synthesis(ws, **synthesis_kwargs)
+
+    @torch.no_grad()
+    def load_source(self, G):
+        """Copy the unconditional generator G's weights in; conv weights become base buffers."""
+        own = self.synthesis.net.state_dict()
+        self.mapping.net.load_state_dict(G.mapping.state_dict())
+        src = G.synthesis.state_dict()
+        convs = dict(hyper_layers(self.synthesis.net))
+        for name, t in src.items():
+            layer, _, leaf = name.rpartition('.')
+            if layer in convs and leaf in ('weight', 'bias'):
+                continue
+            own[name].copy_(t)
+        for name, layer in convs.items():
+            layer.init_from(src[f'{name}.weight'], src[f'{name}.bias'])
+        return self
+
+    def copy_class(self, source_class=0):
+        """Give every class the embedding of ``source_class`` (after self-initialisation)."""
+        with torch.no_grad():
+            embed = self.synthesis.task.embed
+            embed.copy_(embed[source_class:source_class + 1].expand_as(embed))
+
+
+def hyper_from_source(G, num_classes, **kwargs):
+    """A HyperGenerator that starts from the unconditional generator G (loaded)."""
+    return HyperGenerator(generator=constructor_kwargs(G), num_classes=num_classes, **kwargs).load_source(G)
+
+
+@persistent_class(None)
+class HyperDiscriminator(torch.nn.Module):
+    """The source's unconditional D made class-conditional by a per-class output head.
+
+    The host D is built with its ``out`` layer replaced by an identity, so it returns the
+    penultimate features f (the epilogue's fc output); ``head`` maps them to one score per
+    class and the score is ``head(f)[i, c_i]`` (``(head(f) * c).sum(1)``). Every row of the
+    head starts as the source's output layer, so D starts out scoring as the source D for
+    every class. ``features(img)`` gives f (the contrastive term uses it).
+    """
+
+    def __init__(self, discriminator, num_classes, c_dim=None, img_resolution=None, img_channels=None):
+        super().__init__()
+        D = active_host().construct_class_by_name(**dict(discriminator))
+        if D.c_dim != 0:
+            raise ValueError(f'the source discriminator is conditional (c_dim {D.c_dim})')
+        if c_dim is not None and c_dim != num_classes:
+            raise ValueError(f'the labels have {c_dim} classes but this discriminator has {num_classes}')
+        if img_resolution is not None and img_resolution != D.img_resolution:
+            raise ValueError(f'the images are {img_resolution}px, the source D takes {D.img_resolution}px')
+        out = D.b4.out
+        D.b4.out = torch.nn.Identity()
+        self.net = D
+        self.head = FullyConnectedLayer(out.in_features, num_classes)
+        self.num_classes, self.c_dim = num_classes, num_classes
+        self.img_resolution, self.img_channels = D.img_resolution, D.img_channels
+
+    def features(self, img, **kwargs):
+        return self.net(img, img.new_zeros([img.shape[0], 0]), **kwargs)
+
+    def forward(self, img, c, **kwargs):
+        check_labels(c, self.num_classes)
+        return (self.head(self.features(img, **kwargs)) * c.to(torch.float32)).sum(dim=1, keepdim=True)
+
+    @torch.no_grad()
+    def load_source(self, D):
+        src = D.state_dict()
+        own = self.net.state_dict()
+        for name, t in src.items():
+            if not name.startswith('b4.out.'):
+                own[name].copy_(t)
+        self.head.weight.copy_(src['b4.out.weight'].expand_as(self.head.weight))
+        self.head.bias.copy_(src['b4.out.bias'].expand_as(self.head.bias))
+        return self
+
+
+def discriminator_from_source(D, num_classes, freeze_layers=None):
+    """A HyperDiscriminator that starts from the unconditional D (loaded)."""
+    kwargs = constructor_kwargs(D)
+    if freeze_layers is not None:
+        kwargs['block_kwargs'] = dict(kwargs.get('block_kwargs', {}), freeze_layers=freeze_layers)
+    return HyperDiscriminator(discriminator=kwargs, num_classes=num_classes).load_source(D)

@@ -1,0 +1,156 @@
+"""The hyper-modulation pipeline: unconditional source -> class-conditional generator.
+
+stage0-init: a HyperGenerator built from the source's G_ema (heads initialised to reproduce
+  it, see networks.py) and a HyperDiscriminator from the source's D (every class's score
+  starts as the source D's score; fromRGB frozen, or --freezed N layers)
+stage1-selfinit (--self-init-kimg; default 0 with the default 'source' head init, which
+  already reproduces the source, 20 with the paper's 'reference' init): no real data; a
+  LabelDataset of class 0 only and SelfInitLoss train task network and heads so that the
+  hyper generator reproduces the source block by block
+stage2-init: class 0's embedding is copied to every class, so that every class starts as
+  the source; the measured distance to the source per class is logged and kept in
+  pipeline_state.json (self_init_error).
+stage2-cond: conditional training on the labelled target (--data, --cond 1) with the
+  StyleGAN2 loss plus the contrastive term on D (HypermodLoss).
+"""
+import copy
+import os
+
+import torch
+
+from plugin.persistence import constructor_kwargs as module_kwargs
+from plugin.pickles import load_network_pkl, save_network_pkl
+from training_ext.common.source_pickles import load_source, open_target
+from training_ext.common.stages import StageError, StagePipeline
+
+from .networks import discriminator_from_source, hyper_from_source
+
+SELF_INIT_LOSS = 'training_ext.hypermod.loss.SelfInitLoss'
+HYPERMOD_LOSS = 'training_ext.hypermod.loss.HypermodLoss'
+DEFAULT_RANK = 8                 # see bench/bench_hypermod.py and the package docstring
+# Self-initialisation kimg by head init: 'source' heads already reproduce the source (measured
+# 1.5e-7 mean |hyper - source|), which self-initialisation can only perturb (Adam's steps on
+# near-zero L1 gradients: 1e-2..8e-2 after 150 steps); the paper's 'reference' init needs it.
+DEFAULT_SELF_INIT_KIMG = dict(source=0, reference=20)
+DEFAULT_FREEZED = 1              # the reference freezes D's fromRGB layer
+
+
+class HypermodError(ValueError):
+    """Hyper-modulation cannot run as asked."""
+
+
+class HypermodPipeline(StagePipeline):
+    method = 'hypermod'
+
+    def __init__(self, flags, pipeline_dir, source, host_spec=None, log=print):
+        self.source_path = os.path.abspath(source)
+        try:
+            super().__init__(flags, pipeline_dir, host_spec, log,
+                             identity=dict(source=self.source_path, data=os.path.abspath(str(flags.get('data')))))
+        except StageError as e:
+            raise HypermodError(str(e)) from None
+
+    def run(self):
+        self.source = load_source(self.source_path, ('G_ema', 'D'), HypermodError)
+        G = self.source['G_ema']
+        if G.c_dim != 0:
+            raise HypermodError(f'the source {self.source_path} is conditional (c_dim {G.c_dim}); hyper-modulation '
+                                'turns an unconditional generator into a conditional one')
+        self.num_classes = self.check_target()
+        init = self.initial_pickle()
+        kimg = self.flags.get('self_init_kimg')
+        kimg = DEFAULT_SELF_INIT_KIMG[self.G_kwargs['init']] if kimg is None else kimg
+        start = self.self_initialise(init, kimg)
+        final = self.conditional(start)
+        self.log(f'Final pickle: {final}')
+        return final
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def check_target(self):
+        """The number of classes of the labelled target (--data, --cond 1)."""
+        ds = open_target(self.flags, self.source['G_ema'].img_resolution, HypermodError,
+                         '--hyper needs the labelled target images (with --cond 1)', 'the source generates',
+                         use_labels=True)
+        if not ds.has_labels:
+            raise HypermodError(f'--data {self.flags.data} has no class labels (dataset.json): hyper-modulation needs '
+                                'a labelled target')
+        if not self.flags.get('cond'):
+            raise HypermodError('--hyper trains a class-conditional model: pass --cond 1')
+        num_classes = ds.label_dim
+        ds.close()
+        return num_classes
+
+    # -- networks ---------------------------------------------------------------------------------
+    def _hyper_options(self):
+        f = self.flags
+        rank = DEFAULT_RANK if f.get('hyper_rank') is None else f.hyper_rank
+        if rank < 0:
+            raise HypermodError(f'--hyper-rank must be 0 (full heads) or positive, got {rank}')
+        return dict(rank=rank, init=f.get('hyper_init') or 'source')
+
+    def initial_pickle(self):
+        out = self.path('stage0-init', 'init.pkl')
+        if not os.path.isfile(out):
+            freezed = self.flags.get('freezed')
+            G = hyper_from_source(self.source['G_ema'], self.num_classes, **self._hyper_options())
+            D = discriminator_from_source(self.source['D'], self.num_classes,
+                                          DEFAULT_FREEZED if freezed is None else freezed)
+            save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=copy.deepcopy(G)), out)
+        # Every stage builds the networks of the initial pickle (a resumed pipeline too, whatever
+        # its flags say now), from their constructor kwargs.
+        data = load_network_pkl(out)
+        self.G_kwargs, self.D_kwargs = module_kwargs(data['G']), module_kwargs(data['D'])
+        return out
+
+    # -- stages -----------------------------------------------------------------------------------
+    def _stage(self, name, kimg, resume, **kwargs):
+        try:
+            return self.stage_args(name, self.G_kwargs, self.D_kwargs, kimg, resume=resume, **kwargs)
+        except StageError as e:
+            raise HypermodError(str(e)) from None
+
+    def self_initialise(self, init, kimg):
+        """Self-initialisation (when kimg > 0), then class 0's embedding to every class."""
+        trained = init
+        if kimg > 0:
+            G = self.source['G_ema']
+            dataset = dict(class_name='training_ext.common.generated.LabelDataset', resolution=G.img_resolution,
+                           num_channels=G.img_channels, num_classes=self.num_classes,
+                           class_percentages=[1] + [0] * (self.num_classes - 1), name='self-init-class0')
+            args = self._stage('stage1-selfinit', kimg, init, dataset=dataset, aug_default='noaug',
+                               loss_kwargs=dict(class_name=SELF_INIT_LOSS, source=self.source_path))
+            trained = self.train('stage1-selfinit', args)
+        out = self.path('stage2-init', 'init.pkl')
+        if not self.done('stage2-init'):
+            data = load_network_pkl(trained)
+            H = data['G']                       # the trained weights, not their running average
+            H.copy_class(0)
+            errors = self_init_error(H, self.source['G_ema'], seed=self.flags.get('seed') or 0)
+            self.log(f'[stage2-init] after {kimg:g} kimg of self-initialisation: mean |hyper - source| per class '
+                     '(images in [-1, 1]): ' + ', '.join(f'{e:.2e}' for e in errors))
+            save_network_pkl(dict(training_set_kwargs=None, G=H, D=data['D'], G_ema=copy.deepcopy(H)), out)
+            self.finish('stage2-init', output=out, self_init_kimg=kimg, self_init_error=errors)
+        return out
+
+    def conditional(self, start):
+        f = self.flags
+        weight = f.get('contrastive_weight')
+        loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=0.01 if weight is None else weight)
+        args = self._stage('stage2-cond', f.get('kimg') or 1000, start, data=f.data, loss_kwargs=loss)
+        return self.train('stage2-cond', args)
+
+
+@torch.no_grad()
+def self_init_error(H, G, num=64, seed=0):
+    """Mean absolute difference of images between the hyper generator (each class) and the
+    source, for the same z and constant noise."""
+    H, G = H.eval(), G.eval()
+    device = next(G.parameters()).device
+    z = torch.randn([num, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
+    ref = G(z, torch.zeros([num, 0], device=device), noise_mode='const')
+    errors = []
+    for k in range(H.num_classes):
+        c = torch.zeros([num, H.num_classes], device=device)
+        c[:, k] = 1
+        errors.append(float((H(z, c, noise_mode='const') - ref).abs().mean()))
+    return errors
