@@ -22,7 +22,12 @@ def _generator_info(module):
         info.update(architecture=blocks[0].architecture,
                     channels={b.resolution: b.conv1.out_channels for b in blocks},
                     fp16_resolutions=[b.resolution for b in blocks if b.use_fp16],
-                    conv_clamp=blocks[0].conv1.conv_clamp, mapping_layers=module.mapping.num_layers)
+                    conv_clamp=blocks[0].conv1.conv_clamp)
+    if hasattr(module.mapping, 'num_layers'):
+        info['mapping_layers'] = module.mapping.num_layers
+    else:                                 # a plugin mapping (bypass: the latent generator)
+        info['mapping'] = type(module.mapping).__name__ + (f' ({module.mapping.mode})'
+                                                           if hasattr(module.mapping, 'mode') else '')
     parts = getattr(syn, 'syntheses', None)
     if parts is not None:                 # a plugin wrapper around host generators (mining)
         info['wraps_generators'] = len(parts)

@@ -108,6 +108,24 @@ class LatentGANTrainer:
             self.critic_step()
         self.generator_step()
 
+    # -- progress ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def latent_fd(self, n=1000, dims=256, seed=0):
+        """Frechet distance between G_ema's encodings and the target's, in the target's
+        normalised units (a feature map is randomly projected to ``dims``): the GAN's own
+        progress measure, computed without the frozen decoder."""
+        from plugin.metrics.stats import fid
+        g = torch.Generator().manual_seed(seed)
+        reals = self.reals[torch.randint(len(self.reals), [min(n, len(self.reals))], generator=g).to(self.reals.device)]
+        fakes = torch.cat([self.G_ema(torch.randn([min(256, n - i), self.z_dim], generator=g).to(self.device))
+                           for i in range(0, n, 256)])
+        mean, std = self.reals.mean(0), self.reals.std(0).clamp_min(1e-4)
+        a, b = ((reals - mean) / std).flatten(1), ((fakes - mean) / std).flatten(1)
+        if a.shape[1] > dims:
+            proj = torch.randn([a.shape[1], dims], generator=g).to(a.device) / dims ** 0.5
+            a, b = a @ proj, b @ proj
+        return fid(a.cpu().double().numpy(), b.cpu().double().numpy())
+
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self):
         return dict(G=self.G.state_dict(), D=self.D.state_dict(), G_ema=self.G_ema.state_dict(),

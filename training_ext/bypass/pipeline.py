@@ -269,11 +269,13 @@ class BypassPipeline(StagePipeline):
             if trainer.nimg >= next_tick or finished:
                 tick += 1
                 rec = dict(trainer.last, kimg=trainer.nimg / 1000,
-                           sec_per_kimg=(time.time() - t_tick) / max(trainer.nimg - t_nimg, 1) * 1000)
+                           sec_per_kimg=(time.time() - t_tick) / max(trainer.nimg - t_nimg, 1) * 1000,
+                           latent_fd=trainer.latent_fd(n=min(1000, max(len(latents), 64))))
                 with open(stats_path, 'a') as fh:
                     fh.write(json.dumps(rec) + '\n')
                 self.log(f'  kimg {rec["kimg"]:8.1f}  loss_D {rec.get("loss_D", 0):8.4f}  loss_G '
-                         f'{rec.get("loss_G", 0):8.4f}  sec/kimg {rec["sec_per_kimg"]:.3f}')
+                         f'{rec.get("loss_G", 0):8.4f}  latent FD {rec["latent_fd"]:8.3f}  '
+                         f'sec/kimg {rec["sec_per_kimg"]:.3f}')
                 next_tick = (trainer.nimg // tick_nimg + 1) * tick_nimg
                 if finished or tick % snap == 0:
                     path = self.snapshot(trainer, grid_z)
@@ -300,8 +302,12 @@ class BypassPipeline(StagePipeline):
         with open(stats_path) as fh:
             for line in fh:
                 rec = json.loads(line)
-                for key in ('loss_D', 'loss_G'):
+                for key in ('loss_D', 'loss_G', 'latent_fd'):
                     if key in rec:
                         series.setdefault(key, []).append((rec['kimg'], rec[key]))
-        if series:
-            line_plot(self.path('stage3-gan', 'losses.png'), series, title='Bypass GAN losses', xlabel='kimg')
+        if series.get('loss_D'):
+            line_plot(self.path('stage3-gan', 'losses.png'), {k: v for k, v in series.items() if k != 'latent_fd'},
+                      title='Bypass GAN losses', xlabel='kimg')
+        if series.get('latent_fd'):
+            line_plot(self.path('stage3-gan', 'latent_fd.png'), {'latent FD': series['latent_fd']},
+                      title='Frechet distance of G_ema encodings to the target encodings', xlabel='kimg')
