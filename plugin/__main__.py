@@ -5,6 +5,7 @@ import warnings
 
 import click
 
+from .hosts.base import HostError
 from .pickles import NetworkPickleError
 
 
@@ -14,7 +15,7 @@ class _CleanErrors(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (NetworkPickleError, ValueError, OSError) as e:
+        except (NetworkPickleError, HostError, ValueError, OSError) as e:
             click.echo(f'error: {e}', err=True)
             sys.exit(1)
 
@@ -34,6 +35,17 @@ def inspect(pkl, as_json):
         warnings.simplefilter('ignore')
         info = describe(pkl)
     click.echo(json.dumps(info, indent=2, default=str) if as_json else format_description(info))
+
+
+@main.command()
+@click.argument('src', type=click.Path(dir_okay=False, exists=True))
+@click.argument('dst', type=click.Path(dir_okay=False))
+@click.option('--host', 'host_path', required=True, envvar='COCKTAIL_HOST', metavar='PATH',
+              help='The stylegan2-ada-pytorch / stylegan3 checkout whose classes the result should use.')
+def export(src, dst, host_path):
+    """Rewrite a plain StyleGAN2 result in a host checkout's own classes (loads without the plugin)."""
+    from .export import export_to_host
+    click.echo(f'wrote {export_to_host(src, dst, host_path)}')
 
 
 def parse_range(text):

@@ -53,9 +53,9 @@ def describe(args):
 
 
 def _subprocess(rank, args, temp_dir, host_spec):
-    from .hosts import set_active_host
+    from .hosts import active_host, set_active_host
     from .hosts.embedded import distributed
-    host = set_active_host(host_spec)
+    host = set_active_host(host_spec) if host_spec is not None else active_host()
     tee = Tee(os.path.join(args.run_dir, 'log.txt'))
     try:
         distributed.init(rank, args.num_gpus, temp_dir, args.device)

@@ -68,6 +68,9 @@ def constructor_kwargs(module):
     path for a host-family class (``training.networks.Generator``), else our own module path."""
     kw = copy.deepcopy(dict(module._init_kwargs))
     cls = type(module)
+    if not hasattr(cls, '_persistent_family'):      # a host checkout's class (its own persistence)
+        kw['class_name'] = f'training.networks.{cls._orig_class_name}'
+        return kw
     kw['class_name'] = (f'training.networks.{cls.__qualname__}' if cls._persistent_family == 'stylegan2.networks'
                         else f'{cls.__module__}.{cls.__qualname__}')
     return kw

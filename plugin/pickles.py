@@ -364,12 +364,19 @@ def _snapshot_copy(value):
     return value
 
 
+def _persistent(module):
+    """Ours (@persistent_class), or a host checkout's (its torch_utils.persistence), which
+    pickles itself in the host layout with the checkout's own source."""
+    from .hosts.checkout import is_host_persistent
+    return persistence.is_persistent(module) or is_host_persistent(module)
+
+
 def _check_savable(module):
     plain = tuple(PLAIN_TORCH_MODULES.values())
-    if not persistence.is_persistent(module):
+    if not _persistent(module):
         raise NetworkPickleError(f'cannot save {type(module).__name__}: not a persistent class '
                                  '(decorate it with plugin.persistence.persistent_class)')
-    bad = [n for n, m in module.named_modules() if not persistence.is_persistent(m) and type(m) not in plain]
+    bad = [n for n, m in module.named_modules() if not _persistent(m) and type(m) not in plain]
     if bad:
         raise NetworkPickleError(f'cannot save {type(module).__name__}: these parts are neither persistent classes '
                                  f'nor plain torch layers: {_short(bad)}')

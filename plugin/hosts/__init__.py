@@ -15,8 +15,8 @@ def get_host(spec=None):
     if isinstance(spec, Host):
         return spec
     if os.path.isdir(str(spec)):
-        raise HostError(f'--host {spec}: running inside a real checkout is not available in this version; '
-                        'use the embedded host (omit --host)')
+        from .checkout import CheckoutHost
+        return CheckoutHost(spec)
     raise HostError(f'--host {spec!r}: not a directory and not "embedded"')
 
 
@@ -29,6 +29,10 @@ def active_host():
 
 
 def set_active_host(spec):
+    """Make ``spec`` the active host; a checkout is also put in $COCKTAIL_HOST so that
+    processes the run spawns (one per GPU) use it too."""
     global _active
     _active = get_host(spec)
+    if getattr(_active, 'path', None):
+        os.environ[HOST_ENV] = _active.path
     return _active

@@ -247,7 +247,7 @@ class BypassPipeline(StagePipeline):
             return done['output']
         f = self.flags
         trainer = self.build_trainer(latents)
-        kimg = f.get('kimg') or (100 if self.split_D is not None else 500)
+        kimg = f.get('kimg') or (100 if self.split_D is not None else 2000)
         tick_kimg = f.get('tick') or max(kimg / 20, 0.001)
         snap = f.get('snap') or 5
         state_path = self.path(name, 'state.pt')

@@ -1,0 +1,68 @@
+"""A real stylegan2-ada-pytorch (or stylegan3) checkout as the host: ``--host PATH``.
+
+The checkout is imported as it is (``training``, ``torch_utils``, ``dnnlib`` from PATH); the
+plugin never edits or copies it. Its classes then stand behind every ``class_name`` the
+plugin constructs (networks, loss, augment pipe, dataset), and network pickles are rebuilt
+as its classes. Training: on CUDA the checkout's own ``training_loop`` runs; on a CPU (which
+the host's loop does not support) the embedded loop runs with the checkout's classes, so the
+same configuration can be tried anywhere.
+"""
+import os
+import sys
+
+from .base import Host, HostError
+
+REQUIRED = ('training/networks.py', 'training/loss.py', 'training/dataset.py', 'training/training_loop.py',
+            'torch_utils/persistence.py', 'dnnlib/__init__.py')
+HOST_PACKAGES = ('training', 'torch_utils', 'dnnlib', 'metrics', 'legacy')
+# Keys of the embedded loop that the host's training_loop() does not take.
+EMBEDDED_ONLY_KEYS = ('device', 'resume_mode')
+
+
+def check_layout(path):
+    missing = [p for p in REQUIRED if not os.path.isfile(os.path.join(path, p))]
+    if missing:
+        raise HostError(f'--host {path}: not a stylegan2-ada-pytorch/stylegan3 checkout (missing '
+                        f'{", ".join(missing)})')
+
+
+def _import_checkout(path):
+    """Put the checkout first on sys.path; refuse a second, different checkout in one process."""
+    for name in HOST_PACKAGES:
+        mod = sys.modules.get(name)
+        where = os.path.abspath(getattr(mod, '__file__', '') or '') if mod is not None else None
+        if where and not where.startswith(path + os.sep):
+            raise HostError(f'--host {path}: a module {name!r} from {os.path.dirname(where)} is already imported; '
+                            'one host checkout per process')
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+class CheckoutHost(Host):
+    def __init__(self, path):
+        path = os.path.abspath(str(path))
+        check_layout(path)
+        _import_checkout(path)
+        self.path = path
+        self.name = f'checkout {path}'
+        # stylegan3 keeps the StyleGAN2 networks in training/networks_stylegan2.py.
+        sg3 = os.path.isfile(os.path.join(path, 'training', 'networks_stylegan2.py'))
+        networks = 'training.networks_stylegan2' if sg3 else 'training.networks'
+        self.family_modules = {'stylegan2.networks': networks, 'stylegan2.augment': 'training.augment'}
+        if sg3:
+            self.family_modules['stylegan3.networks'] = 'training.networks_stylegan3'
+        self.class_path_modules = {'training.networks.': networks} if sg3 else {}
+
+    def training_loop(self, **kwargs):
+        device = kwargs.get('device') or 'cpu'
+        if str(device).startswith('cuda'):
+            from training import training_loop as host_loop        # the checkout's own loop
+            return host_loop.training_loop(**{k: v for k, v in kwargs.items() if k not in EMBEDDED_ONLY_KEYS})
+        from .embedded.training_loop import training_loop
+        return training_loop(**kwargs)
+
+
+def is_host_persistent(obj):
+    """Whether ``obj`` is an instance of a class decorated by a host's torch_utils.persistence."""
+    cls = type(obj)
+    return hasattr(cls, '_orig_module_src') and hasattr(cls, '_orig_class_name') and hasattr(obj, 'init_kwargs')

@@ -1,0 +1,118 @@
+"""--host PATH: a real checkout behind the plugin's seams (issue 10, first part).
+
+Runs when ``COCKTAIL_TEST_HOST`` points at a stylegan2-ada-pytorch checkout (never copied into
+this repo); skipped otherwise. Covers: pickles rebuilt as the checkout's classes and saved
+so that the host's own loader reads them (both directions), export to the host's classes
+loadable with the plugin blocked, a plugin stage (mining) running on the checkout's networks,
+and a clear error for a folder that is not a checkout.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import FIXTURES, REPO, make_source
+from plugin import hosts
+from plugin.hosts.base import HostError
+from plugin.pickles import load_network_pkl, save_network_pkl
+from training_ext.common.domains import write_domains_zip
+
+CHECKOUT = os.environ.get('COCKTAIL_TEST_HOST')
+pytestmark = pytest.mark.skipif(not CHECKOUT, reason='set COCKTAIL_TEST_HOST to a stylegan2-ada-pytorch checkout')
+
+BLOCK_PLUGIN = '''
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in ('plugin', 'training_ext', 'torch_utils_ext'):
+            raise ImportError('the plugin is blocked in this process: ' + name)
+sys.meta_path.insert(0, Block())
+'''
+
+
+@pytest.fixture
+def checkout():
+    saved_env, saved_active = os.environ.get(hosts.HOST_ENV), hosts._active
+    host = hosts.set_active_host(CHECKOUT)
+    yield host
+    hosts._active = saved_active
+    if saved_env is None:
+        os.environ.pop(hosts.HOST_ENV, None)
+    else:
+        os.environ[hosts.HOST_ENV] = saved_env
+
+
+def host_load(path, block_plugin=False):
+    """Load ``path`` with the checkout's legacy.load_network_pkl in a fresh process; returns
+    the class's module and the sum of G_ema's output for fixed z."""
+    code = 'import sys\n' + (BLOCK_PLUGIN if block_plugin else '') + f'''
+sys.path.insert(0, {CHECKOUT!r})
+import legacy, torch
+with open({str(path)!r}, 'rb') as f:
+    G = legacy.load_network_pkl(f)['G_ema']
+torch.manual_seed(0)
+z = torch.randn([2, G.z_dim])
+print(type(G).__module__, float(G(z, torch.zeros([2, G.c_dim]), noise_mode='const').double().sum()))
+'''
+    env = dict(os.environ, PYTHONPATH=str(REPO))          # the plugin installed (unless blocked)
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, cwd='/', env=env)
+    assert r.returncode == 0, r.stderr
+    module, value = r.stdout.split()
+    return module, float(value)
+
+
+def g_sum(G):
+    torch.manual_seed(0)
+    z = torch.randn([2, G.z_dim])
+    return float(G(z, torch.zeros([2, G.c_dim]), noise_mode='const').double().sum())
+
+
+def test_host_pickles_rebuild_as_checkout_classes_and_round_trip(checkout, tmp_path):
+    data = load_network_pkl(FIXTURES / 'uncond32' / 'network-snapshot.pkl')
+    assert type(data['G_ema']).__module__ == 'torch_utils.persistence'        # the checkout's classes
+    out = save_network_pkl(data, tmp_path / 'resaved.pkl')
+    module, value = host_load(out, block_plugin=True)                         # no plugin needed to read it
+    assert module == 'torch_utils.persistence' and value == pytest.approx(g_sum(data['G_ema']), rel=1e-6)
+
+
+def test_embedded_pickle_loads_in_the_host_and_as_checkout_classes(checkout, tmp_path):
+    src = make_source(tmp_path / 'ours.pkl', 0)
+    hosts._active = hosts.get_host(None)
+    ours = load_network_pkl(src)['G_ema']
+    hosts._active = checkout
+    theirs = load_network_pkl(src)['G_ema']
+    assert type(theirs).__module__ == 'torch_utils.persistence'
+    assert g_sum(theirs) == pytest.approx(g_sum(ours), rel=1e-5)
+    _, value = host_load(src)                                                # host code, plugin installed
+    assert value == pytest.approx(g_sum(ours), rel=1e-5)
+
+
+def test_export_writes_host_classes_that_load_without_the_plugin(checkout, tmp_path):
+    out = tmp_path / 'exported.pkl'
+    r = subprocess.run([sys.executable, '-m', 'plugin', 'export', str(REPO / 'plugin/assets/sources/discs.pkl'),
+                        str(out), '--host', CHECKOUT], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    hosts._active = hosts.get_host(None)
+    expected = g_sum(load_network_pkl(REPO / 'plugin/assets/sources/discs.pkl')['G_ema'])
+    module, value = host_load(out, block_plugin=True)
+    assert module == 'torch_utils.persistence' and value == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_plugin_stage_runs_on_the_checkouts_networks(checkout, tmp_path):
+    from training_ext.mining.pipeline import MiningPipeline
+    source = make_source(tmp_path / 'src.pkl', 0)
+    target = write_domains_zip(tmp_path / 't.zip', ['discs'], count=16, resolution=16)
+    flags = dict(mine=[source], data=str(target), outdir=str(tmp_path), cfg='tiny', batch=8, mine_kimg=0.016,
+                 kimg=0.016, tick=0.016, snap=1, seed=0, device='cpu')
+    final = MiningPipeline(flags, str(tmp_path / 'mine'), log=lambda *a: None).run()
+    G = load_network_pkl(final)['G_ema']
+    inner = G.synthesis.syntheses[0]
+    assert type(inner).__module__ == 'torch_utils.persistence'               # host networks inside the wrapper
+    assert G(torch.randn([2, G.z_dim]), None).shape == (2, 3, 16, 16)
+
+
+def test_not_a_checkout_is_a_clear_error(tmp_path):
+    with pytest.raises(HostError, match='not a stylegan2-ada-pytorch/stylegan3 checkout'):
+        hosts.get_host(str(tmp_path))
