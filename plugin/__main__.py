@@ -120,22 +120,38 @@ def domains(domains, count, resolution, seed, labels, out):
 
 @main.command()
 @click.argument('pkl', type=click.Path(dir_okay=False))
-@click.option('--domains', required=True, help='Domain per class (conditional) or the one domain, comma-separated.')
+@click.option('--domains', help='Procedural domains: one per class (conditional) or the one domain, comma-separated.')
+@click.option('--inception', type=click.Path(dir_okay=False), metavar='FILE',
+              help="Standard Inception FID/KID with this detector (the host's inception-2015-12-05.pt) against --data.")
+@click.option('--data', type=click.Path(), metavar='PATH', help='Real images for --inception (folder or zip).')
 @click.option('--num', type=int, default=500, show_default=True, help='Samples per class (and real images).')
 @click.option('--trunc', 'truncation_psi', type=float, default=1.0, show_default=True)
 @click.option('--network', 'key', default='G_ema', show_default=True)
 @click.option('--out', type=click.Path(dir_okay=False), help='Append the result as one JSON line to this file.')
-def metrics(pkl, domains, num, truncation_psi, key, out):
-    """FID, KID, precision/recall and domain accuracy against the procedural domains."""
-    from .metrics.evaluate import evaluate, format_result
+def metrics(pkl, domains, inception, data, num, truncation_psi, key, out):
+    """FID, KID, precision/recall and domain accuracy against the procedural domains
+    (--domains), and/or the standard Inception FID/KID against real images (--inception, --data)."""
     from .pickles import load_network_pkl
+    if not domains and not inception:
+        raise click.UsageError('give --domains (procedural domains) and/or --inception FILE --data PATH')
+    if inception and not data:
+        raise click.UsageError('--inception needs the real images: --data PATH')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         G = load_network_pkl(pkl).get(key)
     if G is None or not hasattr(G, 'mapping'):
         raise NetworkPickleError(f'{pkl}: no generator under {key!r}')
-    result = evaluate(G.eval(), [d.strip() for d in domains.split(',')], n=num, truncation_psi=truncation_psi)
-    click.echo(format_result(result))
+    result = {}
+    if domains:
+        from .metrics.evaluate import evaluate, format_result
+        result.update(evaluate(G.eval(), [d.strip() for d in domains.split(',')], n=num,
+                               truncation_psi=truncation_psi))
+        click.echo(format_result(result))
+    if inception:
+        from .metrics.inception import inception_metrics
+        result.update(inception_metrics(G.eval(), data, inception, n=num, truncation_psi=truncation_psi))
+        click.echo(f"Inception FID {result['inception_fid']:.3f}  KID {result['inception_kid']:.5f}  "
+                   f"({result['num_fake']} generated vs {result['num_real']} real)")
     if out:
         with open(out, 'a') as f:
             f.write(json.dumps(dict(pkl=pkl, network=key, truncation_psi=truncation_psi, **result)) + '\n')
