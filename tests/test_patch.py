@@ -1,0 +1,136 @@
+"""plugin.patch: a legacy training loop rewritten in memory (resume kimg and augment p, the
+widened-mapping copy), with an undo and a clear error when its layout differs. The loop-level
+tests use a stand-in module with the host loop's statements (no checkout needed); with
+``COCKTAIL_TEST_HOST`` the patch is also applied to a copy of the real host's module."""
+import importlib.util
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import REPO, small_G_kwargs
+from plugin import PatchError, patch, save_network_pkl
+from plugin.hosts.embedded.augment import AugmentPipe
+from plugin.hosts.embedded.networks import Generator
+
+CHECKOUT = os.environ.get('COCKTAIL_TEST_HOST')
+
+STAND_IN = '''
+import torch
+from types import SimpleNamespace
+
+
+class misc:
+    @staticmethod
+    def copy_params_and_buffers(src_module, dst_module, require_all=False):
+        for (n, t), s in zip(dst_module.named_parameters(), src_module.parameters()):
+            t.data.copy_(s)                 # the host's copy: fails when a shape changed
+
+
+def training_loop(resume_pkl=None, augment_p=0, G=None, src=None):
+    augment_pipe = SimpleNamespace(p=torch.zeros([]))
+    augment_pipe.p.copy_(torch.as_tensor(augment_p))
+    if src is not None:
+        misc.copy_params_and_buffers(src, G, require_all=False)
+    cur_nimg = 0
+    return cur_nimg, float(augment_pipe.p)
+'''
+
+
+def load_module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    path = tmp_path / 'legacy_loop.py'
+    path.write_text(STAND_IN)
+    return path
+
+
+def snapshot_with_state(path, nimg, p):
+    G = Generator(**small_G_kwargs())
+    pipe = AugmentPipe(xflip=1)
+    pipe.p.fill_(p)
+    save_network_pkl(dict(G=G, D=None, G_ema=G, augment_pipe=pipe, training_state=dict(cur_nimg=nimg)), path)
+    return str(path)
+
+
+def test_resume_restores_kimg_and_augment_p_and_undo_restores_the_loop(stand_in, tmp_path):
+    mod = load_module(stand_in, 'legacy_loop_a')
+    original = mod.training_loop
+    pkl = snapshot_with_state(tmp_path / 'snap.pkl', 12000, 0.37)
+    assert original(resume_pkl=pkl) == (0, 0.0)                     # the legacy behaviour
+    with patch(training_loop_module=mod, features=['resume']):
+        nimg, p = mod.training_loop(resume_pkl=pkl)
+        assert nimg == 12000 and p == pytest.approx(0.37)
+        assert mod.training_loop(resume_pkl=None) == (0, 0.0)      # a fresh run is unchanged
+    assert mod.training_loop is original
+
+
+def test_widened_mapping_copy_works_where_the_host_copy_fails(stand_in):
+    mod = load_module(stand_in, 'legacy_loop_b')
+    torch.manual_seed(0)
+    uncond, cond = Generator(**small_G_kwargs()), Generator(**small_G_kwargs(c_dim=3))
+    with pytest.raises(RuntimeError):
+        mod.training_loop(G=cond, src=uncond)
+    with patch(training_loop_module=mod, features=['cond_copy']):
+        mod.training_loop(G=cond, src=uncond)
+    w_src, w_dst = uncond.mapping.fc0.weight, cond.mapping.fc0.weight
+    assert w_dst.shape[1] > w_src.shape[1]
+    assert torch.equal(w_dst[:, :w_src.shape[1]], w_src)            # the overlapping slice is the source's
+    assert torch.equal(cond.synthesis.b4.conv1.weight, uncond.synthesis.b4.conv1.weight)
+
+
+def test_a_loop_of_another_layout_is_refused_and_left_alone(stand_in, tmp_path):
+    changed = tmp_path / 'forked_loop.py'
+    changed.write_text(STAND_IN.replace('cur_nimg = 0', 'cur_nimg = start_nimg()'))
+    mod = load_module(changed, 'forked_loop')
+    original = mod.training_loop
+    with pytest.raises(PatchError, match=r'training_loop\(\) does not match .* no `cur_nimg = 0`'):
+        patch(training_loop_module=mod, features=['resume'])
+    assert mod.training_loop is original
+    with pytest.raises(PatchError, match='unknown patch feature'):
+        patch(training_loop_module=mod, features=['warp'])
+
+
+@pytest.mark.skipif(not CHECKOUT, reason='set COCKTAIL_TEST_HOST to a stylegan2-ada-pytorch checkout')
+def test_patch_on_a_copy_of_the_real_host_loop(tmp_path, monkeypatch):
+    import sys
+    import types
+    from plugin import hosts
+    if importlib.util.find_spec('psutil') is None:     # the host loop imports it; not needed to patch it
+        monkeypatch.setitem(sys.modules, 'psutil', types.ModuleType('psutil'))
+    saved_env, saved_active = os.environ.get(hosts.HOST_ENV), hosts._active
+    try:
+        hosts.set_active_host(CHECKOUT)
+        copy = tmp_path / 'training_loop_copy.py'
+        shutil.copy(os.path.join(CHECKOUT, 'training', 'training_loop.py'), copy)
+        mod = load_module(copy, 'training_loop_copy')
+        handle = patch(training_loop_module=mod)
+        try:
+            assert mod.training_loop.__cocktail_patched__ == ('resume', 'cond_copy')
+            import legacy
+            from torch_utils import custom_ops
+            data = legacy.load_network_pkl(open(REPO.parent / 'shared/fixtures/stylegan2-ada/uncond32/'
+                                                'network-snapshot.pkl', 'rb'))
+            assert type(data['G_ema']).__module__ == 'torch_utils.persistence'
+            with pytest.raises(RuntimeError, match='not retrying'):
+                custom_ops.get_plugin('bias_act_plugin', sources=[])
+        finally:
+            handle.undo()
+        assert not hasattr(mod.training_loop, '__cocktail_patched__')
+        broken = tmp_path / 'training_loop_fork.py'
+        broken.write_text(copy.read_text().replace('misc.copy_params_and_buffers(', 'my_copy('))
+        with pytest.raises(PatchError, match='copy_params_and_buffers'):
+            patch(training_loop_module=load_module(broken, 'training_loop_fork'), features=['cond_copy'])
+    finally:
+        hosts._active = saved_active
+        if saved_env is None:
+            os.environ.pop(hosts.HOST_ENV, None)
+        else:
+            os.environ[hosts.HOST_ENV] = saved_env
