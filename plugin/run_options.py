@@ -33,8 +33,20 @@ METRICS = ()          # offline metrics arrive with the evaluation work; 'none' 
 
 
 def build(flags):
-    """(run description, training_loop kwargs) from a dict of flag values (None = default)."""
+    """(run description, training_loop kwargs) from a dict of flag values (None = default).
+
+    With a host checkout active, its own train.py option handling builds the options where it
+    can (a fork's changed defaults are then honoured); the plugin's flags apply on top."""
     f = EasyDict({k: v for k, v in flags.items()})
+    if f.get('resume'):
+        f.resume = resolve_resume(f.resume)
+    host_options = getattr(active_host(), 'training_options', None)
+    built = host_options(f) if host_options is not None else None
+    if built is not None:
+        desc, args = built
+        args = EasyDict(args)
+        _performance(f, args)
+        return desc, args
     args = EasyDict()
     desc = _general(f, args)
     desc = _dataset(f, args, desc)

@@ -116,3 +116,43 @@ def test_a_plugin_stage_runs_on_the_checkouts_networks(checkout, tmp_path):
 def test_not_a_checkout_is_a_clear_error(tmp_path):
     with pytest.raises(HostError, match='not a stylegan2-ada-pytorch/stylegan3 checkout'):
         hosts.get_host(str(tmp_path))
+
+
+FLAG_SETS = [dict(), dict(cfg='paper256', gamma=5.0, batch=16, mirror=True), dict(cfg='stylegan2', aug='noaug', freezed=3),
+             dict(cfg='cifar', aug='fixed', p=0.2, kimg=100),
+             dict(cfg='auto', fp32=True, allow_tf32=True, workers=2, seed=4, snap=7),
+             dict(aug='ada', target=0.7, augpipe='bgcfnc', subset=8), dict(gpus=2, batch=8, nobench=True, nhwc=True)]
+
+
+@pytest.mark.parametrize('flags', FLAG_SETS, ids=lambda f: '-'.join(f'{k}{v}' for k, v in f.items()) or 'defaults')
+def test_our_option_handling_equals_the_hosts(checkout, tmp_path, monkeypatch, flags):
+    """train_cocktail.py's flags mean what the host's train.py flags mean: for the same flags,
+    the plugin's own option builder and the checkout's setup_training_loop_kwargs give the
+    same training_loop options (compared on a machine without a GPU by declaring one)."""
+    import types
+    from plugin import run_options
+    from plugin.easydict import to_plain
+    monkeypatch.setitem(sys.modules, 'psutil', sys.modules.get('psutil') or types.ModuleType('psutil'))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    data = str(write_domains_zip(tmp_path / 'd.zip', ['discs'], count=16, resolution=32))
+    host_desc, host_args = checkout.training_options(dict(data=data, **flags))
+    hosts._active = hosts.get_host(None)
+    our_desc, our_args = run_options.build(dict(data=data, device='cuda', **flags))
+    ours = to_plain(our_args)
+    assert ours.pop('device') == 'cuda'
+    assert our_desc == host_desc and ours == to_plain(host_args)
+
+
+def test_with_a_checkout_the_hosts_option_handling_builds_the_run(checkout, tmp_path, monkeypatch):
+    import types
+    from plugin import run_options
+    from plugin.run_options import UserError
+    monkeypatch.setitem(sys.modules, 'psutil', sys.modules.get('psutil') or types.ModuleType('psutil'))
+    calls = []
+    monkeypatch.setattr(checkout, 'training_options', lambda f, own=checkout.training_options: calls.append(1) or own(f))
+    data = str(write_domains_zip(tmp_path / 'd.zip', ['discs'], count=16, resolution=32))
+    desc, args = run_options.build(dict(data=data, cfg='paper256', device='cpu'))
+    assert desc.endswith('paper256') and args.device == 'cpu' and args.G_kwargs.synthesis_kwargs.num_fp16_res == 0
+    assert calls, 'the checkout\'s option handling was not used'
+    with pytest.raises(UserError, match='--gamma'):                        # the host's own message
+        run_options.build(dict(data=data, gamma=-1.0, device='cpu'))

@@ -53,6 +53,32 @@ class CheckoutHost(Host):
             self.family_modules['stylegan3.networks'] = 'training.networks_stylegan3'
         self.class_path_modules = {'training.networks.': networks} if sg3 else {}
 
+    # train.py flags that the host's setup_training_loop_kwargs() takes, with their types there.
+    OPTION_FLAGS = dict(gpus=int, snap=int, metrics=list, seed=int, data=str, cond=bool, subset=int, mirror=bool,
+                        cfg=str, gamma=float, kimg=int, batch=int, aug=str, p=float, target=float, augpipe=str,
+                        resume=str, freezed=int, fp32=bool, nhwc=bool, allow_tf32=bool, nobench=bool, workers=int)
+
+    def training_options(self, flags):
+        """(desc, args) from the checkout's own train.setup_training_loop_kwargs for the host
+        flags in ``flags``, or None when the checkout has no such function (a fork) or a flag
+        is one only the plugin knows. A rejected value raises the plugin's UserError with the
+        host's message."""
+        from plugin.run_options import UserError
+        if flags.get('cfg') == 'tiny' or flags.get('training_set_kwargs'):
+            return None
+        try:
+            import train as host_train
+            setup = host_train.setup_training_loop_kwargs
+        except (ImportError, AttributeError):
+            return None
+        kwargs = {k: (t(v) if t is not list else list(v)) for k, t in self.OPTION_FLAGS.items()
+                  if (v := flags.get(k)) is not None}
+        kwargs.setdefault('metrics', [])            # offline: no metric downloads by default
+        try:
+            return setup(**kwargs)
+        except host_train.UserError as e:
+            raise UserError(str(e)) from None
+
     def training_loop(self, **kwargs):
         device = kwargs.get('device') or 'cpu'
         if str(device).startswith('cuda'):
