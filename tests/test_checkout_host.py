@@ -156,3 +156,26 @@ def test_with_a_checkout_the_hosts_option_handling_builds_the_run(checkout, tmp_
     assert calls, 'the checkout\'s option handling was not used'
     with pytest.raises(UserError, match='--gamma'):                        # the host's own message
         run_options.build(dict(data=data, gamma=-1.0, device='cpu'))
+
+
+def test_hypermod_and_bypass_run_on_the_checkouts_networks(checkout, tmp_path):
+    """The other two methods build on the checkout's classes too (their layers keep fewer
+    attributes than the embedded ones: shapes are read from tensors)."""
+    from training_ext.bypass.pipeline import BypassPipeline
+    from training_ext.hypermod.networks import discriminator_from_source, hyper_from_source
+    source = make_source(tmp_path / 'src.pkl', 0)
+    data = load_network_pkl(source)
+    G, D = data['G_ema'].eval(), data['D'].eval()
+    assert type(G).__module__ == 'torch_utils.persistence'
+    H, HD = hyper_from_source(G, 2).eval(), discriminator_from_source(D, 2).eval()
+    z, c = torch.randn([4, G.z_dim]), torch.eye(2)[[0, 1, 0, 1]]
+    assert (H(z, c, noise_mode='const') - G(z, None, noise_mode='const')).abs().max() < 1e-4
+    img = G(z, None)
+    assert (HD(img, c) - D(img, None)).abs().max() < 1e-4
+    target = str(write_domains_zip(tmp_path / 't.zip', ['rings'], count=16, resolution=16))
+    for mode in ('w', '8'):
+        flags = dict(bypass=mode, data=target, batch=8, encoder_kimg=0.016, kimg=0.05, tick=0.05, snap=1, seed=0,
+                     device='cpu')
+        final = BypassPipeline(flags, str(tmp_path / f'bypass-{mode}'), source, log=lambda *a: None).run()
+        G_out = load_network_pkl(final)['G_ema']
+        assert G_out(torch.randn([4, G_out.z_dim]), None, noise_mode='const').shape == (4, 3, 16, 16)

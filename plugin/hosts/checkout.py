@@ -82,7 +82,14 @@ class CheckoutHost(Host):
     def training_loop(self, **kwargs):
         device = kwargs.get('device') or 'cpu'
         if str(device).startswith('cuda'):
+            import torch
+            from torch_utils import training_stats
             from training import training_loop as host_loop        # the checkout's own loop
+            # What the host's train.py does per process before calling its loop (the process
+            # group itself is set up by plugin.launch, as for the embedded loop).
+            rank, num_gpus = kwargs.get('rank', 0), kwargs.get('num_gpus', 1)
+            training_stats.init_multiprocessing(rank=rank, sync_device=torch.device('cuda', rank)
+                                                if num_gpus > 1 else None)
             return host_loop.training_loop(**{k: v for k, v in kwargs.items() if k not in EMBEDDED_ONLY_KEYS})
         from .embedded.training_loop import training_loop
         return training_loop(**kwargs)

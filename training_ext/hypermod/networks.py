@@ -211,10 +211,12 @@ class HyperSynthesisLayer(torch.nn.Module):
 
 def hyper_layer_for(layer, task_dim, rank, init):
     """A HyperSynthesisLayer shaped like the host's synthesis ``layer`` (weights not copied)."""
-    return HyperSynthesisLayer(layer.in_channels, layer.out_channels, w_dim=layer.affine.in_features,
+    # Shapes from the tensors: the host's layers do not all keep their channel counts as attributes.
+    out_channels, in_channels = layer.weight.shape[:2]
+    return HyperSynthesisLayer(int(in_channels), int(out_channels), w_dim=int(layer.affine.weight.shape[1]),
                                resolution=layer.resolution, kernel_size=layer.weight.shape[-1], up=layer.up,
                                use_noise=layer.use_noise, activation=layer.activation, conv_clamp=layer.conv_clamp,
-                               task_dim=task_dim, rank=min(rank, layer.in_channels), init=init)
+                               task_dim=task_dim, rank=min(rank, int(in_channels)), init=init)
 
 
 def hyper_layers(synthesis_net):
@@ -314,8 +316,9 @@ class HyperGenerator(torch.nn.Module):
             register_gradient_masks(self, {n: p for n, p in self.named_parameters() if id(p) not in trainable})
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=None, **synthesis_kwargs):
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_emas=update_emas)
+        # update_emas exists only in stylegan3's mapping: pass it on only when given.
+        extra = {} if update_emas is None else dict(update_emas=update_emas)
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, **extra)
         return self.synthesis(ws, **synthesis_kwargs)
 
     @torch.no_grad()
@@ -369,7 +372,7 @@ class HyperDiscriminator(torch.nn.Module):
         out = D.b4.out
         D.b4.out = torch.nn.Identity()
         self.net = D
-        self.head = FullyConnectedLayer(out.in_features, num_classes)
+        self.head = FullyConnectedLayer(int(out.weight.shape[1]), num_classes)   # host layers keep no in_features
         self.num_classes, self.c_dim = num_classes, num_classes
         self.img_resolution, self.img_channels = D.img_resolution, D.img_channels
 
