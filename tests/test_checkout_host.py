@@ -179,3 +179,14 @@ def test_hypermod_and_bypass_run_on_the_checkouts_networks(checkout, tmp_path):
         final = BypassPipeline(flags, str(tmp_path / f'bypass-{mode}'), source, log=lambda *a: None).run()
         G_out = load_network_pkl(final)['G_ema']
         assert G_out(torch.randn([4, G_out.z_dim]), None, noise_mode='const').shape == (4, 3, 16, 16)
+
+
+def test_cocktail_merges_the_checkouts_networks(checkout, tmp_path):
+    from training_ext.cocktail.pipeline import CocktailPipeline
+    a, b = make_source(tmp_path / 'a.pkl', 0), make_source(tmp_path / 'b.pkl', 1)
+    flags = dict(cocktail=[a, b], outdir=str(tmp_path), cfg='tiny', batch=8, root_kimg=0.016, kimg=0.016,
+                 tick=0.016, snap=1, seed=0, device='cpu')
+    pipe = CocktailPipeline(flags, str(tmp_path / 'ck'), log=lambda *a: None)
+    pipe.run()
+    G = load_network_pkl(pipe.state['stages']['stage3-merge']['output'])['G_ema']
+    assert type(G).__module__ == 'torch_utils.persistence' and G.c_dim == 2

@@ -65,7 +65,7 @@ def widen_discriminator(D, c_dim, offset=0):
     new = _rebuild(D, c_dim)
     _copy_matching(D, new)
     if D.c_dim == 0:
-        cmap_dim = new.cmap_dim
+        cmap_dim = new.b4.cmap_dim                # (the host keeps it on the epilogue only)
         last = getattr(new.mapping, f'fc{new.mapping.num_layers - 1}')
         with torch.no_grad():
             new.b4.out.weight.copy_(D.b4.out.weight.expand_as(new.b4.out.weight))
