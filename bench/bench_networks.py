@@ -21,6 +21,7 @@ from plugin.hosts.embedded import networks as embedded  # noqa: E402
 CONFIGS = {
     '64px': dict(res=64, channel_base=4096, channel_max=128, batch=8),
     '128px': dict(res=128, channel_base=8192, channel_max=128, batch=4),
+    'gpu256': dict(res=256, channel_base=32768, channel_max=512, batch=32),     # StyleGAN2 sizes, for a GPU
 }
 
 
@@ -43,10 +44,17 @@ def step(G, D, z):
 def time_it(fn, repeats):
     out = []
     for _ in range(repeats):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         out.append(time.perf_counter() - t)
     return out
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def main():
@@ -54,22 +62,26 @@ def main():
     ap.add_argument('--host', help='path to a stylegan2-ada-pytorch checkout to compare with')
     ap.add_argument('--repeats', type=int, default=5)
     ap.add_argument('--threads', type=int, default=torch.get_num_threads())
-    ap.add_argument('--configs', default=','.join(CONFIGS))
+    ap.add_argument('--configs', default='64px,128px')
+    ap.add_argument('--device', default='cpu', help='cpu or cuda (on CUDA: timings synchronised; add 256px/512ch '
+                    'with --configs gpu256)')
     args = ap.parse_args()
+    dev = torch.device(args.device)
     torch.set_num_threads(args.threads)
     host = None
     if args.host:
         sys.path.insert(0, args.host)
         import training.networks as host  # noqa: F811  (from the user's checkout, never copied here)
-    print(f'torch {torch.__version__}, {args.threads} threads, {args.repeats} repeats, CPU')
+    print(f'torch {torch.__version__}, {args.threads} threads, {args.repeats} repeats, '
+          f'{torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"}')
     for name in args.configs.split(','):
         cfg = CONFIGS[name]
         torch.manual_seed(0)
-        oG, oD = build(embedded, cfg)
-        z = torch.randn(cfg['batch'], 128)
+        oG, oD = (m.to(dev) for m in build(embedded, cfg))
+        z = torch.randn(cfg['batch'], 128, device=dev)
         runs = {'embedded': lambda: step(oG, oD, z)}
         if host is not None:
-            hG, hD = build(host, cfg)
+            hG, hD = (m.to(dev) for m in build(host, cfg))
             hG.load_state_dict(oG.state_dict())
             hD.load_state_dict(oD.state_dict())
             runs['host'] = lambda: step(hG, hD, z)

@@ -6,11 +6,20 @@ One function, ``hypermod_weight``, builds for every sample n the weight
     W_mod[n] = W_c[n] * styles[n]                             per input channel (StyleGAN2 modulation)
     W_out[n] = W_mod[n] / sqrt(sum_{i,k,k} W_mod[n]^2 + 1e-8)  per output channel (demodulation)
 
-which the layer then applies as one grouped convolution. It is the hot path that a fused
-kernel will replace (``impl='cuda'``); today only the reference exists, and ``'cuda'`` falls
-back to it (as it will on a CPU tensor or when the kernel cannot be built).
+which the layer then applies as one grouped convolution. ``impl='cuda'`` runs the fused kernel
+(``cuda/hypermod_weight.cu``: one pass per (sample, output channel) for the forward, one for
+the backward, no [N, O, I, k, k] intermediates besides the output) on float32 CUDA tensors; on a
+CPU tensor, in fp16, or when the kernel cannot be built it falls back to the reference, which
+is also the test oracle. Low-rank factors are expanded by a matmul before the kernel (autograd
+takes the gradient through it).
 """
+import os
+
 import torch
+
+from torch_utils_ext import custom_ops
+
+_SOURCES = [os.path.join(os.path.dirname(__file__), 'cuda', f) for f in ('hypermod_weight.cpp', 'hypermod_weight.cu')]
 
 IMPLS = ('ref', 'cuda')
 
@@ -43,7 +52,7 @@ def hypermod_weight(base_weight, styles, gamma, beta, gain=1.0, demodulate=True,
     gamma, beta: [N, O, I] each, or low-rank factors (see ``expand_modulation``).
     gain:        a float scale of W_c (a demodulated layer does not depend on it).
     demodulate:  rescale each output channel of each sample to unit norm, as StyleGAN2.
-    impl:        'ref' or 'cuda' (a fused kernel, not built yet: falls back to 'ref').
+    impl:        'ref', or 'cuda' (the fused kernel for float32 CUDA tensors; otherwise 'ref').
     Returns [N, O, I, kh, kw], in float32 (or the dtype of ``base_weight``).
     """
     if impl not in IMPLS:
@@ -53,8 +62,37 @@ def hypermod_weight(base_weight, styles, gamma, beta, gain=1.0, demodulate=True,
     out_ch, in_ch = base_weight.shape[:2]
     if styles.ndim != 2 or styles.shape[1] != in_ch:
         raise ValueError(f'styles must be [N, {in_ch}], got {tuple(styles.shape)}')
-    return _hypermod_weight_ref(base_weight, styles, expand_modulation(gamma, out_ch, in_ch),
-                                expand_modulation(beta, out_ch, in_ch), float(gain), demodulate)
+    gamma, beta = expand_modulation(gamma, out_ch, in_ch), expand_modulation(beta, out_ch, in_ch)
+    if impl == 'cuda' and _cuda_ready(base_weight, styles, gamma, beta):
+        return _HypermodWeightCuda.apply(base_weight, styles, gamma, beta, float(gain), bool(demodulate))
+    return _hypermod_weight_ref(base_weight, styles, gamma, beta, float(gain), demodulate)
+
+
+def _plugin():
+    return custom_ops.get_plugin('hypermod_weight_plugin', _SOURCES, extra_cuda_cflags=['--use_fast_math'])
+
+
+def _cuda_ready(*tensors):
+    return all(t.is_cuda and t.dtype == torch.float32 for t in tensors) and _plugin() is not None
+
+
+class _HypermodWeightCuda(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, base, styles, gamma, beta, gain, demod):
+        shape = base.shape
+        base3 = base.reshape(shape[0], shape[1], -1).contiguous()
+        styles, gamma, beta = styles.contiguous(), gamma.contiguous(), beta.contiguous()
+        out, dcoef = _plugin().forward(base3, styles, gamma, beta, gain, demod)
+        ctx.save_for_backward(base3, styles, gamma, beta, dcoef)
+        ctx.gain, ctx.demod, ctx.shape = gain, demod, shape
+        return out.reshape(styles.shape[0], *shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        base3, styles, gamma, beta, dcoef = ctx.saved_tensors
+        g = grad.reshape(grad.shape[0], base3.shape[0], base3.shape[1], -1).contiguous().float()
+        dgamma, dbeta, dstyles = _plugin().backward(g, base3, styles, gamma, beta, dcoef, ctx.gain, ctx.demod)
+        return None, dstyles, dgamma, dbeta, None, None          # the base weight is a frozen buffer
 
 
 def _hypermod_weight_ref(base_weight, styles, gamma, beta, gain, demodulate):

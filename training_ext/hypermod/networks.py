@@ -194,7 +194,8 @@ class HyperSynthesisLayer(torch.nn.Module):
         if noise_mode not in ('random', 'const', 'none'):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         n = x.shape[0]
-        weight = hypermod_weight(self.base_weight, self.affine(w), self.gamma(task), self.beta(task))
+        weight = hypermod_weight(self.base_weight, self.affine(w), self.gamma(task), self.beta(task),
+                                 impl='cuda')                     # the fused kernel on CUDA, else the reference
         x = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), weight.reshape(-1, *weight.shape[2:]).to(x.dtype),
                             f=self.resample_filter, up=self.up, padding=self.padding, groups=n,
                             flip_weight=(self.up == 1))
