@@ -3,8 +3,9 @@
     python bench/bench_ops_cuda.py [--batch 32] [--channels 512] [--repeats 20]
 
 hypermod_weight at StyleGAN2 sizes (512 channels, 3x3, batch 32): forward + backward of the
-per-sample hyper-modulated, modulated, demodulated weight. Prints milliseconds per call (median
-of CUDA-event timings) and speed-ups over the reference. Needs a CUDA device.
+per-sample hyper-modulated, modulated, demodulated weight; bias_act (lrelu, bias, clamp 256) on
+a [32, 512, 64, 64] activation, forward + backward. Prints milliseconds per call (median of
+CUDA-event timings) and speed-ups over the reference. Needs a CUDA device.
 """
 import argparse
 import os
@@ -14,6 +15,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from torch_utils_ext.ops.bias_act import _bias_act_ref, bias_act  # noqa: E402
 from torch_utils_ext.ops.hypermod_weight import _hypermod_weight_ref, hypermod_weight  # noqa: E402
 
 
@@ -60,9 +62,28 @@ def main():
         return step
     print(f'{torch.cuda.get_device_name()}, torch {torch.__version__}; hypermod_weight fwd+bwd, batch {n}, '
           f'{c} channels, 3x3, rank {a.rank}')
-    ref = timed(run('ref'), a.repeats)
+    report(run, a.repeats)
+
+    x = torch.randn([n, c, 64, 64], device='cuda', requires_grad=True)
+    b = torch.randn([c], device='cuda', requires_grad=True)
+    compiled_ba = torch.compile(_bias_act_ref)
+
+    def run_ba(kind):
+        def step():
+            if kind == 'compile':
+                y = compiled_ba(x, b, 1, 'lrelu', None, None, 256.0)
+            else:
+                y = bias_act(x, b, act='lrelu', clamp=256.0, impl=kind)
+            y.sum().backward()
+        return step
+    print(f'bias_act fwd+bwd, lrelu + bias + clamp, [{n}, {c}, 64, 64]')
+    report(run_ba, a.repeats)
+
+
+def report(make, repeats):
+    ref = timed(make('ref'), repeats)
     for kind in ('ref', 'compile', 'cuda'):
-        t = ref if kind == 'ref' else timed(run(kind), a.repeats)
+        t = ref if kind == 'ref' else timed(make(kind), repeats)
         print(f'  {kind:8s} {t:8.3f} ms   {ref / t:5.2f}x vs ref', flush=True)
 
 

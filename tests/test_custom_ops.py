@@ -69,3 +69,23 @@ def test_successful_build_is_cached(tmp_path, monkeypatch):
     srcs = source(tmp_path)
     assert custom_ops.get_plugin('op', srcs) == 'module' and custom_ops.get_plugin('op', srcs) == 'module'
     assert len(calls) == 1 and calls[0]['build_directory'].startswith(str(tmp_path))
+
+
+def test_layers_use_the_reference_unless_fused_ops_are_opted_in(monkeypatch):
+    from torch_utils_ext.ops import default_impl
+    monkeypatch.delenv('COCKTAIL_FUSED_OPS', raising=False)
+    assert default_impl() == 'ref'
+    monkeypatch.setenv('COCKTAIL_FUSED_OPS', '1')
+    assert default_impl() == 'cuda'
+
+
+def test_cuda_impl_on_cpu_tensors_is_the_reference_and_builds_nothing(tmp_path, monkeypatch):
+    from torch.utils import cpp_extension
+
+    from torch_utils_ext.ops.bias_act import bias_act
+    calls = []
+    monkeypatch.setattr(cpp_extension, 'load', lambda **kw: calls.append(kw))
+    x, b = torch.randn([2, 3, 4, 4]), torch.randn([3])
+    assert torch.equal(bias_act(x, b, act='lrelu', clamp=0.3, impl='cuda'),
+                       bias_act(x, b, act='lrelu', clamp=0.3, impl='ref'))
+    assert calls == []

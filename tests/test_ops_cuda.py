@@ -37,3 +37,28 @@ def test_hypermod_weight_cuda_matches_reference(shape, demodulate, rank):
     assert relative_error(outs[0], outs[1]) <= 1e-4
     for a, b in zip(*grads):
         assert relative_error(a, b) <= 1e-4
+
+
+@pytest.mark.parametrize('act', ['linear', 'relu', 'lrelu'])
+@pytest.mark.parametrize('clamp', [None, 0.5])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_bias_act_cuda_matches_reference_to_second_order(act, clamp, dtype):
+    """Output, first gradients, and an R1-style gradient of a gradient (through a linear layer
+    in front, so the second-order path through the kernel's backward is not trivially zero)."""
+    from torch_utils_ext.ops.bias_act import _plugin as bias_act_plugin
+    from torch_utils_ext.ops.bias_act import bias_act
+    assert bias_act_plugin() is not None, 'the bias_act kernel did not build'
+    torch.manual_seed(0)
+    x = torch.randn([32, 16], device='cuda', dtype=dtype, requires_grad=True)
+    W = torch.randn([16, 16], device='cuda', dtype=dtype, requires_grad=True)
+    b = torch.randn([16], device='cuda', dtype=dtype, requires_grad=True)
+    probe = torch.randn([32, 16], device='cuda', dtype=dtype, generator=torch.Generator('cuda').manual_seed(1))
+    results = []
+    for impl in ('cuda', 'ref'):
+        y = bias_act(x @ W, b, act=act, clamp=clamp, impl=impl)
+        gx, gb = torch.autograd.grad((y * probe).sum(), [x, b], create_graph=True)
+        r1, = torch.autograd.grad(gx.square().sum(), [W])
+        results.append((y.detach(), gx.detach(), gb.detach(), r1))
+    tol = 1e-4 if dtype == torch.float32 else 1e-2
+    for a, ref in zip(*results):
+        assert relative_error(a.float(), ref.float()) <= tol

@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
-export COCKTAIL_EXT_CACHE="$OUT/ext-cache"
+export COCKTAIL_EXT_CACHE="$OUT/ext-cache" COCKTAIL_FUSED_OPS=1
 {
   date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"

@@ -5,11 +5,17 @@ where the default gain of an activation keeps the signal's second moment roughly
 unchanged (sqrt(2) for the ReLU family).
 """
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from torch_utils_ext import custom_ops
+
+_SOURCES = [os.path.join(os.path.dirname(__file__), 'cuda', f) for f in ('bias_act.cpp', 'bias_act.cu')]
+_KERNEL_ACTS = {'linear': 0, 'relu': 1, 'lrelu': 2}     # piecewise linear: what the kernel handles
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,62 @@ def default_gain(act):
 def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='ref'):
     """Add ``b`` along ``dim``, apply ``act``, scale by ``gain``, clamp to ``[-clamp, clamp]``.
 
-    ``impl='cuda'`` is accepted for API compatibility with the host; it uses a fused kernel
-    when one is built (see torch_utils_ext.custom_ops) and the reference otherwise.
+    ``impl='cuda'`` uses the fused kernel (``cuda/bias_act.cu``) for linear/relu/lrelu on CUDA
+    tensors with a positive gain, with first and second derivatives (R1 differentiates through
+    D's gradient); anything else, or a kernel that cannot be built, runs the reference.
     """
     if act not in ACTIVATIONS:
         raise ValueError(f'unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}')
+    if impl == 'cuda' and x.is_cuda and act in _KERNEL_ACTS and _plugin() is not None:
+        spec = ACTIVATIONS[act]
+        alpha = float(spec.def_alpha if alpha is None else alpha)
+        gain = float(spec.def_gain if gain is None else gain)
+        if gain > 0 and (b is None or (b.is_cuda and b.dtype == x.dtype)):
+            params = (dim % x.ndim, _KERNEL_ACTS[act], alpha, gain, -1.0 if clamp is None else float(clamp))
+            return _BiasActCuda.apply(x, b, params)
     return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+
+
+def _plugin():
+    return custom_ops.get_plugin('bias_act_plugin', _SOURCES, extra_cuda_cflags=['--use_fast_math'])
+
+
+class _BiasActCuda(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b, params):
+        dim, act, alpha, gain, clamp = params
+        x = x.contiguous()
+        y = _plugin().forward(x, b.contiguous() if b is not None else x.new_empty([0]), dim, act, alpha, gain, clamp)
+        ctx.save_for_backward(y)
+        ctx.params, ctx.has_b = params, b is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        y, = ctx.saved_tensors
+        dx = _BiasActGrad.apply(dy.contiguous(), y, ctx.params)
+        db = None
+        if ctx.has_b and ctx.needs_input_grad[1]:
+            dim = ctx.params[0]
+            db = dx.sum([d for d in range(dx.ndim) if d != dim])
+        return dx, db, None
+
+
+class _BiasActGrad(torch.autograd.Function):
+    """dx = dy * multiplier(y): linear in dy, and the multiplier is piecewise constant in y, so
+    its own gradient is the same multiplier (and zero with respect to y)."""
+
+    @staticmethod
+    def forward(ctx, dy, y, params):
+        ctx.save_for_backward(y)
+        ctx.params = params
+        _, act, alpha, gain, clamp = params
+        return _plugin().multiplier(dy, y, act, alpha, gain, clamp)
+
+    @staticmethod
+    def backward(ctx, ddx):
+        y, = ctx.saved_tensors
+        return _BiasActGrad.apply(ddx.contiguous(), y, ctx.params), None, None
 
 
 def _bias_act_ref(x, b, dim, act, alpha, gain, clamp):

@@ -23,6 +23,7 @@ import torch
 from plugin.hosts import active_host
 from plugin.hosts.embedded.layers import FullyConnectedLayer
 from plugin.persistence import constructor_kwargs, persistent_class
+from torch_utils_ext.ops import default_impl
 from torch_utils_ext.ops.bias_act import bias_act, default_gain
 from torch_utils_ext.ops.conv2d_resample import conv2d_resample
 from torch_utils_ext.ops.hypermod_weight import hypermod_weight
@@ -195,7 +196,7 @@ class HyperSynthesisLayer(torch.nn.Module):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         n = x.shape[0]
         weight = hypermod_weight(self.base_weight, self.affine(w), self.gamma(task), self.beta(task),
-                                 impl='cuda')                     # the fused kernel on CUDA, else the reference
+                                 impl=default_impl())
         x = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), weight.reshape(-1, *weight.shape[2:]).to(x.dtype),
                             f=self.resample_filter, up=self.up, padding=self.padding, groups=n,
                             flip_weight=(self.up == 1))
@@ -207,7 +208,7 @@ class HyperSynthesisLayer(torch.nn.Module):
         bias = self.base_bias + self.dbias(task)
         x = x + bias.to(x.dtype).reshape(n, -1, 1, 1)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, None, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, None, act=self.activation, gain=self.act_gain * gain, clamp=clamp, impl=default_impl())
 
 
 def hyper_layer_for(layer, task_dim, rank, init):

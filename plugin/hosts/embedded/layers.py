@@ -10,6 +10,7 @@ import math
 import torch
 
 from plugin.persistence import persistent_class
+from torch_utils_ext.ops import default_impl
 from torch_utils_ext.ops.bias_act import bias_act, default_gain
 from torch_utils_ext.ops.conv2d_resample import conv2d_resample
 from torch_utils_ext.ops.upfirdn2d import setup_filter
@@ -47,7 +48,7 @@ class FullyConnectedLayer(torch.nn.Module):
                 b = b * self.bias_gain
         if self.activation == 'linear' and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act(x.matmul(w.t()), b, act=self.activation)
+        return bias_act(x.matmul(w.t()), b, act=self.activation, impl=default_impl())
 
     def extra_repr(self):
         return f'in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}'
@@ -90,7 +91,7 @@ class Conv2dLayer(torch.nn.Module):
         x = conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
                             padding=self.padding, flip_weight=(self.up == 1))
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp, impl=default_impl())
 
 
 @persistent_class(FAMILY)
@@ -238,7 +239,8 @@ class SynthesisLayer(torch.nn.Module):
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp,
+                        impl=default_impl())
 
 
 @persistent_class(FAMILY)
@@ -256,7 +258,7 @@ class ToRGBLayer(torch.nn.Module):
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, impl=default_impl())
 
 
 @persistent_class(FAMILY)
