@@ -4,7 +4,7 @@
 
 hypermod_weight at StyleGAN2 sizes (512 channels, 3x3, batch 32): forward + backward of the
 per-sample hyper-modulated, modulated, demodulated weight; bias_act (lrelu, bias, clamp 256) on
-a [32, 512, 64, 64] activation, forward + backward. Prints milliseconds per call (median of
+a [32, 512, 64, 64] activation, forward + backward; upfirdn2d 2x upsampling with the [1,3,3,1] filter. Prints milliseconds per call (median of
 CUDA-event timings) and speed-ups over the reference. Needs a CUDA device.
 """
 import argparse
@@ -17,6 +17,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from torch_utils_ext.ops.bias_act import _bias_act_ref, bias_act  # noqa: E402
 from torch_utils_ext.ops.hypermod_weight import _hypermod_weight_ref, hypermod_weight  # noqa: E402
+from torch_utils_ext.ops.upfirdn2d import _upfirdn2d_ref, setup_filter, upfirdn2d  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -78,6 +79,21 @@ def main():
         return step
     print(f'bias_act fwd+bwd, lrelu + bias + clamp, [{n}, {c}, 64, 64]')
     report(run_ba, a.repeats)
+
+    f = setup_filter([1, 3, 3, 1], device='cuda')
+    xs = torch.randn([n, c, 32, 32], device='cuda', requires_grad=True)
+    compiled_up = torch.compile(_upfirdn2d_ref)
+
+    def run_up(kind):
+        def step():
+            if kind == 'compile':
+                y = compiled_up(xs, f, 2, 1, [2, 1, 2, 1], False, 4)
+            else:
+                y = upfirdn2d(xs, f, up=2, padding=[2, 1, 2, 1], gain=4, impl=kind)
+            y.sum().backward()
+        return step
+    print(f'upfirdn2d fwd+bwd, 2x upsampling with [1,3,3,1], [{n}, {c}, 32, 32] -> 64x64')
+    report(run_up, a.repeats)
 
 
 def report(make, repeats):

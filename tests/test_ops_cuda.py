@@ -62,3 +62,26 @@ def test_bias_act_cuda_matches_reference_to_second_order(act, clamp, dtype):
     tol = 1e-4 if dtype == torch.float32 else 1e-2
     for a, ref in zip(*results):
         assert relative_error(a.float(), ref.float()) <= tol
+
+
+@pytest.mark.parametrize('case', [dict(up=2, padding=(2, 1, 2, 1)), dict(down=2, padding=1), dict(padding=(-1, 2, 0, 1)),
+                                  dict(up=2, down=2, padding=2, flip_filter=True), dict(up=(1, 2), down=(2, 1))])
+@pytest.mark.parametrize('filt', [[1, 3, 3, 1], [1, 2, 3, 4, 4, 3, 2, 1]])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_upfirdn2d_cuda_matches_reference(case, filt, dtype):
+    from torch_utils_ext.ops.upfirdn2d import _plugin as upfirdn2d_plugin
+    from torch_utils_ext.ops.upfirdn2d import setup_filter, upfirdn2d
+    assert upfirdn2d_plugin() is not None, 'the upfirdn2d kernel did not build'
+    torch.manual_seed(0)
+    f = setup_filter(filt, device='cuda')
+    x = torch.randn([2, 8, 13, 16], device='cuda', dtype=dtype, requires_grad=True)
+    results = []
+    for impl in ('cuda', 'ref'):
+        y = upfirdn2d(x, f, gain=1.5, impl=impl, **case)
+        probe = torch.randn(y.shape, device='cuda', dtype=dtype, generator=torch.Generator('cuda').manual_seed(1))
+        gx, = torch.autograd.grad((y * probe).sum(), [x], create_graph=True)
+        ggx, = torch.autograd.grad((gx * x).sum(), [x])
+        results.append((y.detach(), gx.detach(), ggx))
+    tol = 1e-4 if dtype == torch.float32 else 1e-2
+    for a, ref in zip(*results):
+        assert relative_error(a.float(), ref.float()) <= tol

@@ -5,8 +5,15 @@ slicing, for negative padding), a depthwise convolution with the flipped filter 
 filter is applied as a true convolution, as signal processing defines FIR filtering), then
 strided slicing for downsampling.
 """
+import os
+
 import torch
 import torch.nn.functional as F
+
+from torch_utils_ext import custom_ops
+from torch_utils_ext.ops import default_impl
+
+_SOURCES = [os.path.join(os.path.dirname(__file__), 'cuda', f) for f in ('upfirdn2d.cpp', 'upfirdn2d.cu')]
 
 
 def _pair(v, name):
@@ -68,11 +75,54 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, d
     return f * (gain ** (f.ndim / 2))
 
 
-def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='ref'):
-    """Upsample by zero insertion, pad, convolve with ``f``, keep every ``down``-th sample."""
+def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl=None):
+    """Upsample by zero insertion, pad, convolve with ``f``, keep every ``down``-th sample.
+
+    ``impl='cuda'`` runs the fused kernel (``cuda/upfirdn2d.cu``) on CUDA tensors, with every
+    order of derivative (the op is linear: its adjoint is itself with up/down swapped);
+    otherwise, or without a build, the reference.
+    """
     if x.ndim != 4:
         raise ValueError(f'upfirdn2d expects an NCHW tensor, got shape {tuple(x.shape)}')
+    impl = impl or default_impl()           # None: the project's policy (see torch_utils_ext.ops)
+    if impl == 'cuda' and x.is_cuda and _plugin() is not None:
+        if f is None:
+            f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+        params = (*parse_scaling(up), *parse_scaling(down), *parse_padding(padding), bool(flip_filter), float(gain))
+        return _UpFirDn2dCuda.apply(x, f.to(device=x.device, dtype=torch.float32).contiguous(), params)
     return _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)
+
+
+def _plugin():
+    return custom_ops.get_plugin('upfirdn2d_plugin', _SOURCES)
+
+
+def adjoint_params(params, in_shape, out_shape, f):
+    """The upfirdn2d whose output is the gradient of one with ``params`` with respect to its
+    input: up and down swapped, the filter flipped, the padding transposed so that the output
+    has the input's size."""
+    upx, upy, downx, downy, px0, px1, py0, py1, flip, gain = params
+    fw, fh = filter_size(f)
+    h, w = in_shape[2], in_shape[3]
+    oh, ow = out_shape[2], out_shape[3]
+    return (downx, downy, upx, upy,
+            fw - 1 - px0, w * upx - ow * downx - upx + 1 + px0,
+            fh - 1 - py0, h * upy - oh * downy - upy + 1 + py0, not flip, gain)
+
+
+class _UpFirDn2dCuda(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, f, params):
+        upx, upy, downx, downy, px0, px1, py0, py1, flip, gain = params
+        y = _plugin().forward(x.contiguous(), f, upx, upy, downx, downy, px0, px1, py0, py1, flip, gain)
+        ctx.save_for_backward(f)
+        ctx.params, ctx.in_shape, ctx.out_shape = params, x.shape, y.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        f, = ctx.saved_tensors
+        return _UpFirDn2dCuda.apply(dy, f, adjoint_params(ctx.params, ctx.in_shape, ctx.out_shape, f)), None, None
 
 
 def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
@@ -105,7 +155,7 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     return x
 
 
-def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='ref'):
+def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl=None):
     """Upsample by ``up`` with FIR filter ``f``; output size is input size times ``up``."""
     upx, upy = parse_scaling(up)
     px0, px1, py0, py1 = parse_padding(padding)
@@ -115,7 +165,7 @@ def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='ref'):
     return upfirdn2d(x, f, up=up, padding=pad, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl)
 
 
-def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='ref'):
+def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl=None):
     """Low-pass with FIR filter ``f`` and downsample by ``down``."""
     downx, downy = parse_scaling(down)
     px0, px1, py0, py1 = parse_padding(padding)
