@@ -1,7 +1,8 @@
 """Small line plots as PNG with Pillow only (no plotting library needed for a few curves)."""
 from PIL import Image, ImageDraw
 
-COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (0, 0, 0), (120, 60, 0)]
 
 
 def line_plot(path, series, title='', xlabel='', ylabel='', size=(640, 400), ylim=None):

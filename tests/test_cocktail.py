@@ -14,7 +14,7 @@ from plugin.hosts.embedded.networks import Discriminator, Generator
 from training_ext.cocktail.merge import merge_state_dicts
 from training_ext.cocktail.pipeline import CocktailPipeline
 from training_ext.cocktail.sources import CocktailError, load_sources
-from training_ext.cocktail.widen import widen_discriminator, widen_generator
+from plugin.widen import widen_discriminator, widen_generator
 
 
 def make_source(path, seed, c_dim=0, **gkw):

@@ -143,3 +143,26 @@ def test_resume_from_another_architecture_is_a_clear_error(tmp_path, data16, fix
     assert r.returncode == 1, r.stderr[-1000:]
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and 'another architecture' in lines[0], r.stderr[-1000:]
+
+
+def test_an_unconditional_pickle_resumes_into_a_conditional_run(tmp_path):
+    """--cond 1 --resume uncond.pkl: the host's copy fails on the widened mapping layer; here
+    the networks are widened first, so every class starts as the source."""
+    from plugin.easydict import EasyDict
+    from plugin.hosts.embedded.training_loop import DEFAULTS, TrainingRun
+    source = str(REPO / 'plugin' / 'assets' / 'sources' / 'discs.pkl')
+    data = write_domains_zip(tmp_path / 'dt.zip', ['discs', 'triangles'], count=16, resolution=32)
+    _, args = run_options.build(dict(data=str(data), cond=True, cfg='tiny', batch=8, resume=source, device='cpu'))
+    args.run_dir = str(tmp_path / 'run')
+    run = TrainingRun(EasyDict({**DEFAULTS, **args}))
+    run.setup()
+    src = load_network_pkl(source)['G_ema'].eval()
+    z = torch.randn([4, src.z_dim])
+    for k in range(2):
+        c = torch.zeros([4, 2])
+        c[:, k] = 1
+        out = run.G_ema.eval()(z, c, noise_mode='const')
+        assert torch.allclose(out, src(z, None, noise_mode='const'), atol=1e-4)
+    img = src(z, None, noise_mode='const')
+    D_src = load_network_pkl(source)['D'].eval()
+    assert torch.allclose(run.D.eval()(img, c), D_src(img, None), atol=1e-4)

@@ -17,7 +17,7 @@ from training_ext.common.stages import StageError, StagePipeline
 from .merge import MERGE_METHODS, merge_modules
 from .report import write_report
 from .sources import CocktailError, load_sources, total_classes
-from .widen import widen_discriminator, widen_generator
+from plugin.widen import widen_discriminator, widen_generator
 
 BASELINES = ('none', 'scratch', 'transfergan', 'freezed')
 STAGE_DEFAULT_AUG = 'noaug'          # generated data is unlimited: no augmentation (as the reference)

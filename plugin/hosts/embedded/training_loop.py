@@ -163,6 +163,7 @@ class TrainingRun:
             src = data.get(key)
             if not isinstance(src, torch.nn.Module):
                 raise TrainingError(f'--resume {o.resume_pkl}: no {key} network in the pickle')
+            src = self._widened(key, src, module)
             try:
                 load_tensors(module, {n: t for n, t in src.state_dict().items()}, what=f'--resume {key}')
             except NetworkPickleError as e:
@@ -175,6 +176,19 @@ class TrainingRun:
             self.log(f'Continuing the run at kimg {self.cur_nimg / 1000:.1f}, tick {self.cur_tick}')
         else:
             self.log('Resumed weights only (transfer); counters start at 0')
+
+    def _widened(self, key, src, module):
+        """A pickle with fewer classes than this run (an unconditional source resumed with
+        --cond 1) is widened first, so that every class starts as the source network."""
+        theirs, ours = getattr(src, 'c_dim', None), getattr(module, 'c_dim', None)
+        if theirs is None or ours is None or theirs >= ours:
+            return src
+        from plugin.widen import widen_discriminator, widen_generator
+        widen = widen_generator if key != 'D' else widen_discriminator
+        if key == 'G':
+            self.log(f'Widening the resumed networks from {theirs} to {ours} classes (every class starts as the '
+                     'source)')
+        return widen(src, ours)
 
     def _restore_augment_p(self, pipe):
         if self.augment_pipe is None or pipe is None:

@@ -1,8 +1,9 @@
 """Widen networks to more classes while keeping what they compute.
 
-The merged model is class-conditional with one class per source (conditional sources keep
-theirs, offset). The averaged networks are widened so that, at the start of merge
-fine-tuning, they compute exactly what the average computed, whatever the label:
+Used where a network gains classes: the cocktail's merged model (one class per source;
+conditional sources keep theirs, offset), and a run resumed from an unconditional pickle with
+--cond 1 (the host's copy fails there on the widened mapping layer). The widened networks
+compute exactly what the original computed, whatever the label:
 
 Generator, from unconditional: the new label columns of ``mapping.fc0`` are zero and the
 latent columns are rescaled for the layer's new fan-in (equalised learning rate divides by
