@@ -242,6 +242,11 @@ class HyperMapping(torch.nn.Module):
         self.w_dim = self.style_dim + self.num_classes
         return self
 
+    @property
+    def w_avg(self):
+        """The source's mean w (host tools such as projector.py read mapping.w_avg)."""
+        return self.net.w_avg
+
     def forward(self, z, c, **kwargs):
         check_labels(c, self.num_classes)
         ws = self.net(z, c[:, :0], **kwargs)
