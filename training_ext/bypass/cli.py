@@ -4,7 +4,7 @@ import os
 
 import click
 
-from training_ext.common.stages import STATE_FILE, StageError, pipeline_dir, source_names
+from training_ext.common.stages import STATE_FILE, pipeline_dir, source_names
 
 from .latent_gan import LOSSES
 from .pipeline import BypassError, BypassPipeline, parse_mode
@@ -61,10 +61,6 @@ def run(flags, log=print):
         source = os.path.abspath(resume)
         mode = parse_mode(flags.get('bypass'))
         target = source_names([str(flags.get('data') or 'target').rstrip('/')])
-        try:
-            directory = pipeline_dir(dict(flags, resume=None),
-                                     f'bypass-{mode}-{source_names([source])}-to-{target}')
-        except StageError as e:
-            raise BypassError(str(e)) from None
+        directory = pipeline_dir(dict(flags, resume=None), f'bypass-{mode}-{source_names([source])}-to-{target}', BypassError)
     log(f'Bypass pipeline: {directory}')
     return BypassPipeline(flags, directory, source, log=log).run()

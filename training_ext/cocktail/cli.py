@@ -2,7 +2,7 @@
 import click
 
 from plugin.cli_flags import CommaList
-from training_ext.common.stages import StageError, pipeline_dir, source_names
+from training_ext.common.stages import pipeline_dir, source_names
 
 from .merge import MERGE_METHODS
 from .pipeline import CocktailPipeline
@@ -33,9 +33,6 @@ def run(flags, log=print):
     if flags.get('class_percentages'):
         flags['class_percentages'] = [float(x) for x in flags['class_percentages']]
     tag = flags.get('baseline') if flags.get('baseline') not in (None, 'none') else (flags.get('merge_method') or 'mean')
-    try:
-        directory = pipeline_dir(flags, f'cocktail-{source_names(flags["cocktail"])}-{tag}')
-    except StageError as e:
-        raise CocktailError(str(e)) from None
+    directory = pipeline_dir(flags, f'cocktail-{source_names(flags["cocktail"])}-{tag}', CocktailError)
     log(f'Cocktail pipeline: {directory}')
     return CocktailPipeline(flags, directory, log=log).run()

@@ -116,12 +116,13 @@ class StagePipeline:
         return final
 
 
-def pipeline_dir(flags, desc):
-    """``--resume DIR`` when it is a pipeline directory, else a new numbered one in --outdir."""
+def pipeline_dir(flags, desc, error=StageError):
+    """``--resume DIR`` when it is a pipeline directory, else a new numbered one in --outdir;
+    a bad --resume raises ``error`` (the method's own error class)."""
     resume = flags.get('resume')
     if resume:
         if not os.path.isfile(os.path.join(resume, STATE_FILE)):
-            raise StageError(f'--resume {resume}: not a pipeline directory (no {STATE_FILE})')
+            raise error(f'--resume {resume}: not a pipeline directory (no {STATE_FILE})')
         return resume
     return launch.next_run_dir(flags['outdir'], desc)
 

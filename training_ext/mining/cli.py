@@ -2,7 +2,7 @@
 import click
 
 from plugin.cli_flags import CommaList
-from training_ext.common.stages import StageError, pipeline_dir, source_names
+from training_ext.common.stages import pipeline_dir, source_names
 
 from .pipeline import MiningError, MiningPipeline
 
@@ -26,9 +26,6 @@ def run(flags, log=print):
     target = source_names([str(flags.get('data') or 'target').rstrip('/')])
     tag = f"-{flags['baseline']}" if flags.get('baseline') not in (None, 'none') else (
         f"-sparse{flags['sparse']:g}" if flags.get('sparse') else '')
-    try:
-        directory = pipeline_dir(flags, f'mine-{source_names(flags["mine"])}-to-{target}{tag}')
-    except StageError as e:
-        raise MiningError(str(e)) from None
+    directory = pipeline_dir(flags, f'mine-{source_names(flags["mine"])}-to-{target}{tag}', MiningError)
     log(f'Mining pipeline: {directory}')
     return MiningPipeline(flags, directory, log=log).run()
