@@ -26,6 +26,7 @@ have the layout the patch expects (a fork changed those lines), ``PatchError`` s
 statement is missing and nothing is changed.
 """
 import ast
+import functools
 import inspect
 import os
 import re
@@ -180,12 +181,18 @@ def _rename_call(func, call, new_name, where):
 
 # -- what the patched loop calls -------------------------------------------------------------------
 def _resume_data(resume_pkl):
-    from .pickles import load_network_pkl
     if resume_pkl is None or not os.path.isfile(str(resume_pkl)):
         return None
+    return _read_records(os.path.abspath(str(resume_pkl)), os.stat(str(resume_pkl)).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_records(path, mtime_ns):
+    """The pickle as records (read once for both resume hooks; the mtime keys a rewritten file)."""
+    from .pickles import load_network_pkl
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        return load_network_pkl(resume_pkl, rebuild=False)
+        return load_network_pkl(path, rebuild=False)
 
 
 def resume_nimg(resume_pkl):

@@ -1,10 +1,9 @@
 """train_cocktail.py flags of the bypass method (Mind2Mind), and its entry point."""
-import json
 import os
 
 import click
 
-from training_ext.common.stages import STATE_FILE, pipeline_dir, source_names
+from training_ext.common.stages import pipeline_dir, read_pipeline_state, resume_source_or_pipeline, source_names
 
 from .latent_gan import LOSSES
 from .pipeline import BypassError, BypassPipeline, parse_mode
@@ -26,16 +25,10 @@ FLAGS = [
 
 def selected(flags):
     """--bypass/--bypass-res, or --resume naming a bypass pipeline's directory."""
-    return bool(flags.get('bypass') or flags.get('bypass_res')) or _pipeline_state(flags.get('resume')) is not None
-
-
-def _pipeline_state(path):
-    state = os.path.join(str(path), STATE_FILE) if path else None
-    if state is None or not os.path.isfile(state):
-        return None
-    with open(state) as f:
-        state = json.load(f)
-    return state if state.get('method') == 'bypass' else None
+    if flags.get('bypass') or flags.get('bypass_res'):
+        return True
+    state = read_pipeline_state(flags.get('resume'))
+    return state is not None and state.get('method') == BypassPipeline.method
 
 
 def run(flags, log=print):
@@ -45,20 +38,14 @@ def run(flags, log=print):
         if flags.get('bypass') not in (None, str(flags['bypass_res'])):
             raise BypassError('give either --bypass or --bypass-res')
         flags['bypass'] = str(flags['bypass_res'])
-    resume = flags.get('resume')
-    if not resume:
-        raise BypassError('--bypass needs the source network: --resume PKL')
-    state = _pipeline_state(resume)
+    source, directory, state = resume_source_or_pipeline(flags.get('resume'), BypassPipeline.method, BypassError,
+                                                         '--bypass needs the source network: --resume PKL')
     if state is not None:
-        directory = resume
         identity = state.get('identity') or {}
-        source = identity.get('source')
         flags['bypass'] = flags.get('bypass') or identity.get('bypass')
         flags['data'] = flags.get('data') or identity.get('data')
     else:
-        if os.path.isdir(resume):
-            raise BypassError(f'--resume {resume}: not a bypass pipeline directory (no {STATE_FILE})')
-        source = os.path.abspath(resume)
+        source = os.path.abspath(source)
         mode = parse_mode(flags.get('bypass'))
         target = source_names([str(flags.get('data') or 'target').rstrip('/')])
         directory = pipeline_dir(dict(flags, resume=None), f'bypass-{mode}-{source_names([source])}-to-{target}', BypassError)

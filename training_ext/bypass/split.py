@@ -36,16 +36,6 @@ def g_modules(synthesis, res, high):
     return [b for r, b, _ in _synthesis_blocks(synthesis) if (r > res) == high]
 
 
-def d_modules(D, res, high):
-    """The discriminator blocks above ``res`` (high) or the rest, epilogue and label mapping included."""
-    blocks = [getattr(D, f'b{r}') for r in D.block_resolutions if (r > res) == high]
-    if not high:
-        blocks.append(D.b4)
-        if getattr(D, 'mapping', None) is not None:
-            blocks.append(D.mapping)
-    return blocks
-
-
 def _run(synthesis, x, img, ws, lo, hi, **kwargs):
     for res, block, w_idx in _synthesis_blocks(synthesis):
         if lo < res <= hi:

@@ -127,6 +127,35 @@ def pipeline_dir(flags, desc, error=StageError):
     return launch.next_run_dir(flags['outdir'], desc)
 
 
+def read_pipeline_state(path):
+    """The pipeline_state.json of directory ``path`` as a dict, or None when there is none."""
+    state = os.path.join(str(path), STATE_FILE) if path else None
+    if state is None or not os.path.isfile(state):
+        return None
+    with open(state) as f:
+        return json.load(f)
+
+
+def resume_source_or_pipeline(resume, method, error, missing):
+    """For methods whose --resume names the source pickle: (source, directory, state) when
+    ``resume`` is a ``method`` pipeline directory to continue, else (source pickle, None, None).
+    ``missing`` is the message when no --resume is given; other problems raise ``error``."""
+    if not resume:
+        raise error(missing)
+    resume = str(resume)
+    if os.path.isdir(resume):
+        state = read_pipeline_state(resume)
+        if state is None:
+            raise error(f'--resume {resume}: a directory but not a pipeline directory (no {STATE_FILE}); '
+                        'give the source pickle to start a new pipeline')
+        if state.get('method') != method:
+            raise error(f'--resume {resume}: a {state.get("method")} pipeline, not a {method} one')
+        return (state.get('identity') or {}).get('source'), resume, state
+    if not os.path.isfile(resume):
+        raise error(f'--resume {resume}: no such source pickle or pipeline directory')
+    return resume, None, None
+
+
 def source_names(paths):
     return '-'.join(os.path.splitext(os.path.basename(str(p)))[0] for p in paths)
 

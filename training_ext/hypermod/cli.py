@@ -4,13 +4,11 @@
 source pickle (a new pipeline in --outdir), or a hyper-modulation pipeline directory (holding
 pipeline_state.json) to continue, whose source is the one it was started with.
 """
-import json
-import os
 
 import click
 
 from plugin import launch
-from training_ext.common.stages import STATE_FILE, source_names
+from training_ext.common.stages import resume_source_or_pipeline, source_names
 
 from .networks import INITS
 from .pipeline import HypermodError, HypermodPipeline
@@ -32,24 +30,11 @@ FLAGS = [
 
 def resolve_resume(flags):
     """(source pickle, pipeline directory or None to start a new one) from --resume."""
-    resume = flags.get('resume')
-    if not resume:
-        raise HypermodError('--hyper needs --resume SOURCE.pkl (the unconditional generator to start from), or '
-                            '--resume PIPELINE_DIR to continue a hyper-modulation pipeline')
-    resume = str(resume)
-    if os.path.isdir(resume):
-        state_path = os.path.join(resume, STATE_FILE)
-        if not os.path.isfile(state_path):
-            raise HypermodError(f'--resume {resume}: a directory but not a pipeline directory (no {STATE_FILE}); '
-                                'give the source pickle to start a new pipeline')
-        with open(state_path) as f:
-            state = json.load(f)
-        if state.get('method') != HypermodPipeline.method:
-            raise HypermodError(f'--resume {resume}: a {state.get("method")} pipeline, not a hyper-modulation one')
-        return state['identity']['source'], resume
-    if not os.path.isfile(resume):
-        raise HypermodError(f'--resume {resume}: no such source pickle or pipeline directory')
-    return resume, None
+    source, directory, _ = resume_source_or_pipeline(
+        flags.get('resume'), HypermodPipeline.method, HypermodError,
+        '--hyper needs --resume SOURCE.pkl (the unconditional generator to start from), or '
+        '--resume PIPELINE_DIR to continue a hyper-modulation pipeline')
+    return source, directory
 
 
 def run(flags, log=print):
