@@ -3,6 +3,7 @@ a hash of their sources, and never retried after a failure.
 
 ``get_plugin(name, sources)`` returns the compiled module, or None when the op should use
 its reference path: no CUDA device (nothing is attempted on a CPU), or a build that failed.
+Inside ``emulation.emulated_kernels()`` it returns the same sources built for the CPU emulator.
 A failure warns once, with the reason on one line, and is remembered for the life of the
 process (the host's upfirdn2d loader retries on every call); a marker file in the build
 directory remembers it across processes until the sources change.
@@ -31,7 +32,18 @@ def _source_hash(sources):
     return h.hexdigest()[:16]
 
 
+def on_kernel_device(*tensors):
+    """Whether tensors can take an op's kernel path: on a CUDA device, or on the CPU while the
+    kernels are emulated (``torch_utils_ext.emulation``, for tests)."""
+    from torch_utils_ext import emulation
+    device = 'cpu' if emulation.active() else 'cuda'
+    return all(t.device.type == device for t in tensors)
+
+
 def get_plugin(name, sources, **build_kwargs):
+    from torch_utils_ext import emulation
+    if emulation.active():                      # tests: the same sources, compiled for the CPU emulator
+        return emulation.build(name, sources)
     if name in _plugins:
         return _plugins[name]
     if not torch.cuda.is_available():

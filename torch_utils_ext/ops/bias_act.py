@@ -51,11 +51,11 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     """
     if act not in ACTIVATIONS:
         raise ValueError(f'unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}')
-    if impl == 'cuda' and x.is_cuda and act in _KERNEL_ACTS and _plugin() is not None:
+    if impl == 'cuda' and custom_ops.on_kernel_device(x) and act in _KERNEL_ACTS and _plugin() is not None:
         spec = ACTIVATIONS[act]
         alpha = float(spec.def_alpha if alpha is None else alpha)
         gain = float(spec.def_gain if gain is None else gain)
-        if gain > 0 and (b is None or (b.is_cuda and b.dtype == x.dtype)):
+        if gain > 0 and (b is None or (custom_ops.on_kernel_device(b) and b.dtype == x.dtype)):
             params = (dim % x.ndim, _KERNEL_ACTS[act], alpha, gain, -1.0 if clamp is None else float(clamp))
             return _BiasActCuda.apply(x, b, params)
     return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)

@@ -73,7 +73,8 @@ def _plugin():
 
 
 def _cuda_ready(*tensors):
-    return all(t.is_cuda and t.dtype == torch.float32 for t in tensors) and _plugin() is not None
+    return custom_ops.on_kernel_device(*tensors) and all(t.dtype == torch.float32 for t in tensors) \
+        and _plugin() is not None
 
 
 class _HypermodWeightCuda(torch.autograd.Function):

@@ -85,7 +85,7 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl=Non
     if x.ndim != 4:
         raise ValueError(f'upfirdn2d expects an NCHW tensor, got shape {tuple(x.shape)}')
     impl = impl or default_impl()           # None: the project's policy (see torch_utils_ext.ops)
-    if impl == 'cuda' and x.is_cuda and _plugin() is not None:
+    if impl == 'cuda' and custom_ops.on_kernel_device(x) and _plugin() is not None:
         if f is None:
             f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
         params = (*parse_scaling(up), *parse_scaling(down), *parse_padding(padding), bool(flip_filter), float(gain))

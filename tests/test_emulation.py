@@ -1,0 +1,194 @@
+"""The CPU emulator of the CUDA kernels: the source rewriting, the execution model (block and warp
+barriers, shuffles, 2D blocks and grids, threads that exit early, a divergent barrier reported
+instead of hanging), and that an emulated comparison catches a real bug in a kernel."""
+import os
+import shutil
+
+import pytest
+import torch
+
+from torch_utils_ext import emulation
+from torch_utils_ext.emulation import TranslationError, translate
+
+needs_compiler = pytest.mark.skipif(shutil.which('c++') is None and shutil.which('g++') is None,
+                                    reason='needs a C++ compiler')
+CUDA_DIR = os.path.join(os.path.dirname(emulation.__file__), 'ops', 'cuda')
+
+
+def test_translate_rewrites_launches_checks_and_includes():
+    src = '''#include <torch/extension.h>
+#include <c10/cuda/CUDAGuard.h>
+#include "cuda_runtime.h"
+void f(torch::Tensor x) {
+    TORCH_CHECK(x.is_cuda(), "x");
+    kern<scalar_t><<<blocks_for(n), 256, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        x.data_ptr<scalar_t>(), g(1, (2)), n);
+    other<<<dim3(a, b), k>>>();
+}
+'''
+    out = translate(src)
+    assert '// (emulation) #include <c10/cuda/CUDAGuard.h>' in out
+    assert '// (emulation) #include "cuda_runtime.h"' in out
+    assert out.index('#include "simt.h"') > out.index('#include <torch/extension.h>')
+    assert 'x.is_cpu()' in out and 'is_cuda' not in out
+    assert ('::cuda_emu::launch(::cuda_emu::config(blocks_for(n), 256, 0, c10::cuda::getCurrentCUDAStream()), '
+            'kern<scalar_t>, x.data_ptr<scalar_t>(), g(1, (2)), n);') in out
+    assert '::cuda_emu::launch(::cuda_emu::config(dim3(a, b), k), other);' in out
+    assert '<<<' not in out
+
+
+@pytest.mark.parametrize('bad', ['k<<<1, 2>>>;', 'k<<<1, 2(x);', 'k<<<1, 2>>>(x, f(y);', '<<<1, 2>>>(x);'])
+def test_translate_rejects_malformed_launches(bad):
+    with pytest.raises(TranslationError):
+        translate('#include <torch/extension.h>\nvoid f() { ' + bad + ' }\n')
+
+
+def test_every_op_source_translates():
+    for name in os.listdir(CUDA_DIR):
+        if name.endswith('.cu'):
+            with open(os.path.join(CUDA_DIR, name)) as f:
+                out = translate(f.read())
+            assert '<<<' not in out and '::cuda_emu::launch(' in out, name
+
+
+PROBE_KERNELS = r'''
+#include <torch/extension.h>
+
+namespace {
+
+// A block-wide sum over a 2D block (x: 64, y: 4) by warp shuffles and shared memory.
+__global__ void block_sum_kernel(const float* x, float* out, int n) {
+    __shared__ float partial[32];
+    const int t = threadIdx.y * blockDim.x + threadIdx.x;
+    const int threads = blockDim.x * blockDim.y;
+    const int b = blockIdx.y * gridDim.x + blockIdx.x;
+    float v = 0.f;
+    for (int i = t; i < n; i += threads) v += x[(size_t)b * n + i];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if ((t & 31) == 0) partial[t >> 5] = v;
+    __syncthreads();
+    if (t < 32) {
+        v = t < threads / 32 ? partial[t] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);   // every lane gets the sum
+        if (t == 5) out[b] = v;
+    }
+}
+
+// Threads past the end exit at once; the rest still meet at a barrier and count with atomics.
+__global__ void early_exit_kernel(int* counter, float* out, int n) {
+    __shared__ float buf[256];
+    const int t = threadIdx.x;
+    if (t >= n) return;
+    buf[t] = (float)t;
+    __syncthreads();
+    out[t] = buf[n - 1 - t];
+    atomicAdd(counter, 1);
+}
+
+// Half of the warp waits at the block barrier, the other half in a full-warp shuffle: a hang
+// (or worse) on a GPU, an error here.
+__global__ void divergent_kernel(float* out) {
+    float v = (float)threadIdx.x;
+    if (threadIdx.x < 16) __syncthreads();
+    else v = __shfl_down_sync(0xffffffffu, v, 1);
+    out[threadIdx.x] = v;
+}
+
+}  // namespace
+
+torch::Tensor block_sum(torch::Tensor x) {
+    auto out = torch::empty({x.size(0) * x.size(1)}, x.options());
+    block_sum_kernel<<<dim3(x.size(1), x.size(0)), dim3(64, 4)>>>(x.data_ptr<float>(), out.data_ptr<float>(),
+                                                                  (int)x.size(2));
+    return out;
+}
+
+std::vector<torch::Tensor> early_exit(int64_t n) {
+    auto counter = torch::zeros({1}, torch::kInt32);
+    auto out = torch::zeros({n}, torch::kFloat32);
+    early_exit_kernel<<<1, 256>>>(counter.data_ptr<int>(), out.data_ptr<float>(), (int)n);
+    return {counter, out};
+}
+
+void divergent() {
+    auto out = torch::zeros({32}, torch::kFloat32);
+    divergent_kernel<<<1, 32>>>(out.data_ptr<float>());
+}
+'''
+
+PROBE_BINDINGS = r'''
+#include <torch/extension.h>
+torch::Tensor block_sum(torch::Tensor x);
+std::vector<torch::Tensor> early_exit(int64_t n);
+void divergent();
+std::vector<torch::Tensor> hypermod_weight_forward(torch::Tensor base, torch::Tensor styles, torch::Tensor gamma,
+                                                   torch::Tensor beta, double gain, bool demod);
+std::vector<torch::Tensor> hypermod_weight_backward(torch::Tensor grad, torch::Tensor base, torch::Tensor styles,
+                                                    torch::Tensor gamma, torch::Tensor beta, torch::Tensor dcoef,
+                                                    double gain, bool demod);
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.def("block_sum", &block_sum);
+    m.def("early_exit", &early_exit);
+    m.def("divergent", &divergent);
+    m.def("forward", &hypermod_weight_forward);
+    m.def("backward", &hypermod_weight_backward);
+}
+'''
+
+# A one-character bug in the backward of the real kernel: d^2 S w instead of d^3 S w.
+MUTATION = ('const float d3S = d * d * d * S;', 'const float d3S = d * d * S;')
+
+
+@pytest.fixture(scope='module')
+def probe(tmp_path_factory):
+    if shutil.which('c++') is None and shutil.which('g++') is None:
+        pytest.skip('needs a C++ compiler')
+    root = tmp_path_factory.mktemp('probe')
+    with open(os.path.join(CUDA_DIR, 'hypermod_weight.cu')) as f:
+        kernel = f.read()
+    assert MUTATION[0] in kernel, 'the mutation no longer applies: update MUTATION'
+    files = {'probe_kernels.cu': PROBE_KERNELS, 'probe_bindings.cpp': PROBE_BINDINGS,
+             'hypermod_mutant.cu': kernel.replace(*MUTATION)}
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return emulation.build('emulation_probe', [str(root / name) for name in files])
+
+
+@needs_compiler
+def test_block_reduction_with_shuffles_over_2d_blocks_and_grid(probe):
+    x = torch.randn([3, 5, 1000], generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(probe.block_sum(x), x.sum(-1).flatten(), rtol=1e-5, atol=1e-4)
+
+
+@needs_compiler
+def test_exited_threads_leave_the_barrier(probe):
+    counter, out = probe.early_exit(100)
+    assert int(counter) == 100
+    assert torch.equal(out, torch.arange(99, -1, -1, dtype=torch.float32))
+
+
+@needs_compiler
+def test_divergent_barrier_is_an_error_not_a_hang(probe):
+    with pytest.raises(RuntimeError, match='deadlock'):
+        probe.divergent()
+
+
+@needs_compiler
+def test_emulated_comparison_catches_a_kernel_bug(probe, monkeypatch):
+    """The mutant kernel's forward still matches the reference, its input gradients do not."""
+    from torch_utils_ext.ops import hypermod_weight as op
+    torch.manual_seed(0)
+    base = torch.randn([8, 16, 3, 3])
+    styles = torch.randn([4, 16], requires_grad=True)
+    gamma = torch.randn([4, 8, 16], requires_grad=True)
+    beta = (0.1 * torch.randn([4, 8, 16])).requires_grad_(True)
+    monkeypatch.setattr(op, '_plugin', lambda: probe)
+    results = []
+    with emulation.emulated_kernels():
+        for impl in ('cuda', 'ref'):
+            w = op.hypermod_weight(base, styles, gamma, beta, impl=impl)
+            results.append((w.detach(), torch.autograd.grad((w * torch.linspace(-1, 1, w.numel()).reshape(w.shape)).sum(),
+                                                            [gamma])[0]))
+    (w_mutant, g_mutant), (w_ref, g_ref) = results
+    torch.testing.assert_close(w_mutant, w_ref, rtol=1e-5, atol=1e-6)
+    assert (g_mutant - g_ref).abs().max() > 1e-3 * g_ref.abs().max()

@@ -1,0 +1,136 @@
+"""Run the fused CUDA kernels on a CPU, unchanged, to test their logic where no GPU is at hand.
+
+``with emulation.emulated_kernels(): ...`` makes ``custom_ops.get_plugin`` return, for each op,
+its .cu source compiled as ordinary C++ against ``ops/cuda/emulation/simt.h`` (a cooperative-
+fiber model of CUDA's blocks, threads, barriers and warp shuffles), and makes the ops accept CPU
+tensors on their kernel path. The kernel bodies and launchers compile exactly as written; only
+the launch syntax, the device checks and the CUDA includes are rewritten (``translate``).
+
+This is a test of indexing, reductions, backward formulas and launch geometry, run by CI on
+every change. It does not replace the check on a real GPU (tools/gpu_verify.sh): races that
+hardware would expose, fast-math rounding and speed are out of its reach.
+"""
+import contextlib
+import hashlib
+import os
+import re
+
+import torch
+
+_HEADER_DIR = os.path.join(os.path.dirname(__file__), 'ops', 'cuda', 'emulation')
+_active = False
+_modules = {}
+
+
+class TranslationError(ValueError):
+    pass
+
+
+def active():
+    return _active
+
+
+@contextlib.contextmanager
+def emulated_kernels():
+    """Within the block, the ops' kernel paths run emulated on CPU tensors."""
+    global _active
+    from torch_utils_ext import custom_ops
+    previous = _active
+    _active = True
+    custom_ops.reset()
+    try:
+        yield
+    finally:
+        _active = previous
+        custom_ops.reset()
+
+
+def _matching(text, start, open_ch, close_ch):
+    """Index just past the bracket that closes the one at ``start``."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == open_ch:
+            depth += 1
+        elif text[i] == close_ch:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    raise TranslationError(f'unbalanced {open_ch}{close_ch} from offset {start}')
+
+
+_LAUNCH = re.compile(r'<<<')
+_KERNEL_NAME = re.compile(r'([A-Za-z_][\w:]*(?:\s*<[^<>;()]*>)?)\s*$')
+
+
+def _rewrite_launches(text):
+    out, pos = [], 0
+    while True:
+        m = _LAUNCH.search(text, pos)
+        if m is None:
+            out.append(text[pos:])
+            return ''.join(out)
+        name = _KERNEL_NAME.search(text, pos, m.start())
+        if name is None:
+            raise TranslationError(f'no kernel name before the launch at offset {m.start()}')
+        end_cfg = text.find('>>>', m.end())
+        if end_cfg < 0:
+            raise TranslationError(f'unterminated launch configuration at offset {m.start()}')
+        cfg = text[m.end():end_cfg]
+        paren = end_cfg + 3
+        while paren < len(text) and text[paren].isspace():
+            paren += 1
+        if paren >= len(text) or text[paren] != '(':
+            raise TranslationError(f'no argument list after the launch at offset {m.start()}')
+        close = _matching(text, paren, '(', ')')
+        args = text[paren + 1:close - 1].strip()
+        out.append(text[pos:name.start()])
+        out.append(f'::cuda_emu::launch(::cuda_emu::config({cfg.strip()}), {name.group(1).strip()}'
+                   f'{", " + args if args else ""})')
+        pos = close
+
+
+def translate(source):
+    """The .cu text as C++ for the emulator (see the module docstring)."""
+    lines, last_include = [], -1
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith('#include') and re.search(r'[<"](c10/cuda/|ATen/cuda/|cuda_runtime|cuda\.h|cuda_fp16)',
+                                                         stripped):
+            line = '// (emulation) ' + line
+        if stripped.startswith('#include'):
+            last_include = len(lines)
+        lines.append(line)
+    lines.insert(last_include + 1, '#include "simt.h"')
+    text = '\n'.join(lines) + '\n'
+    text = _rewrite_launches(text)
+    return text.replace('.is_cuda()', '.is_cpu()')
+
+
+def build(name, sources):
+    """The emulated extension of an op: its .cpp bindings as they are, its .cu files translated."""
+    if name in _modules:
+        return _modules[name]
+    from torch.utils import cpp_extension
+
+    from torch_utils_ext import custom_ops
+    h = hashlib.sha256()
+    for path in list(sources) + [os.path.join(_HEADER_DIR, 'simt.h'), __file__]:
+        with open(path, 'rb') as f:
+            h.update(f.read())
+    h.update(torch.__version__.encode())
+    build_dir = os.path.join(custom_ops.cache_root(), f'{name}-emulated-{h.hexdigest()[:16]}')
+    os.makedirs(build_dir, exist_ok=True)
+    built = []
+    for path in sources:
+        if path.endswith('.cu'):
+            with open(path) as f:
+                text = translate(f.read())
+            path = os.path.join(build_dir, os.path.basename(path)[:-3] + '_emulated.cpp')
+            if not os.path.isfile(path) or open(path).read() != text:
+                with open(path, 'w') as f:
+                    f.write(text)
+        built.append(path)
+    module = cpp_extension.load(name=f'{name}_emulated', sources=built, build_directory=build_dir,
+                                extra_include_paths=[_HEADER_DIR], extra_cflags=['-O2'], verbose=False)
+    _modules[name] = module
+    return module
