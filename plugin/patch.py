@@ -19,9 +19,18 @@ Features (all by default):
                   source resumed into a conditional run widens the mapping's first layer): the
                   overlapping slice is copied and the rest keeps its initialisation, where the
                   host's copy fails.
+  'torch_compat'  the host's code runs on a current torch: its InfiniteSampler passes the
+                  dataset to ``torch.utils.data.Sampler.__init__``, which torch 2.x no longer
+                  takes (a TypeError before the first batch); the patch restores the old
+                  no-op signature while it is applied.
+  'device'        training_loop() takes ``device=`` ('cuda', 'cpu'; default: CUDA when there is
+                  one) and runs on a CPU: its hard-wired ``torch.device('cuda', rank)`` becomes
+                  that device, and its CUDA-only calls (timing events, streams, peak-memory
+                  stats, pinned memory, DDP device_ids) get CPU stand-ins when the device is a
+                  CPU. On CUDA the loop is unchanged.
 
-'resume' and 'cond_copy' rewrite ``training_loop()`` from its source (an AST transform of
-the statements named above, compiled into the module's namespace). When the module does not
+'resume', 'cond_copy' and 'device' rewrite ``training_loop()`` from its source (an AST
+transform of the statements named above, compiled into the module's namespace). When the module does not
 have the layout the patch expects (a fork changed those lines), ``PatchError`` says which
 statement is missing and nothing is changed.
 """
@@ -31,13 +40,15 @@ import inspect
 import os
 import re
 import textwrap
+import time
 import warnings
 
 import torch
 
 from .hosts import set_active_host
 
-FEATURES = ('safe_pickles', 'custom_ops', 'resume', 'cond_copy')
+FEATURES = ('safe_pickles', 'custom_ops', 'torch_compat', 'resume', 'cond_copy', 'device')
+LOOP_FEATURES = ('resume', 'cond_copy', 'device')
 
 
 class PatchError(RuntimeError):
@@ -50,14 +61,20 @@ class Patch:
     def __init__(self):
         self._undo = []
 
+    _INHERITED = object()
+
     def replace(self, owner, name, value):
-        self._undo.append((owner, name, getattr(owner, name)))
+        own = not isinstance(owner, type) or name in vars(owner)      # a class attribute may be inherited
+        self._undo.append((owner, name, getattr(owner, name) if own else self._INHERITED))
         setattr(owner, name, value)
 
     def undo(self):
         while self._undo:
             owner, name, value = self._undo.pop()
-            setattr(owner, name, value)
+            if value is self._INHERITED:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, value)
 
     def __enter__(self):
         return self
@@ -82,7 +99,9 @@ def patch(host_path=None, features=FEATURES, training_loop_module=None):
         if 'custom_ops' in features:
             from torch_utils import custom_ops
             handle.replace(custom_ops, 'get_plugin', _get_plugin_once)
-        loop_features = [f for f in ('resume', 'cond_copy') if f in features]
+        if 'torch_compat' in features and not _sampler_takes_data_source():
+            handle.replace(torch.utils.data.Sampler, '__init__', _sampler_init)
+        loop_features = [f for f in LOOP_FEATURES if f in features]
         if loop_features:
             if training_loop_module is None:
                 from training import training_loop as training_loop_module
@@ -114,6 +133,19 @@ def _get_plugin_once(module_name, sources, **build_kwargs):
     return module
 
 
+# -- torch compatibility ---------------------------------------------------------------------------
+def _sampler_takes_data_source():
+    try:
+        inspect.signature(torch.utils.data.Sampler.__init__).bind(None, None)
+        return torch.utils.data.Sampler.__init__ is not object.__init__
+    except TypeError:
+        return False
+
+
+def _sampler_init(self, data_source=None):
+    """torch < 2.2's Sampler.__init__: took the data source and ignored it."""
+
+
 # -- the training loop -----------------------------------------------------------------------------
 def patched_training_loop(module, features):
     """``module.training_loop`` rewritten for ``features``; PatchError if its layout differs."""
@@ -129,9 +161,13 @@ def patched_training_loop(module, features):
         _insert_after_call(func, 'augment_pipe.p.copy_', '_cocktail_resume_augment_p(augment_pipe, resume_pkl)', where)
     if 'cond_copy' in features:
         _rename_call(func, 'misc.copy_params_and_buffers', '_cocktail_copy_params', where)
+    if 'device' in features:
+        _choose_device(func, where)
     ast.fix_missing_locations(tree)
     namespace = dict(module.__dict__, _cocktail_resume_nimg=resume_nimg,
-                     _cocktail_resume_augment_p=resume_augment_p, _cocktail_copy_params=copy_params_widening)
+                     _cocktail_resume_augment_p=resume_augment_p, _cocktail_copy_params=copy_params_widening,
+                     _cocktail_loop_device=loop_device, _cocktail_cuda=cuda_or_cpu_stand_in,
+                     _cocktail_pin_memory=pin_memory, _cocktail_device_ids=ddp_device_ids)
     exec(compile(tree, module.__file__, 'exec'), namespace)
     new = namespace['training_loop']
     new.__cocktail_patched__ = tuple(features)
@@ -179,7 +215,118 @@ def _rename_call(func, call, new_name, where):
         raise PatchError(f'{where} does not match the layout the patch expects: no `{call}(...)` call')
 
 
+def _is_cuda_device_call(node):
+    return isinstance(node, ast.Call) and _call_name(node) == 'torch.device' and node.args \
+        and isinstance(node.args[0], ast.Constant) and node.args[0].value == 'cuda'
+
+
+def _choose_device(func, where):
+    """`device = torch.device('cuda', rank)` -> the ``device=`` argument (added to the
+    signature); `torch.cuda.X(...)` -> `_cocktail_cuda(device).X(...)`; `t.pin_memory()` ->
+    `_cocktail_pin_memory(t, device)`; `device_ids=[device]` -> `_cocktail_device_ids(device)`."""
+    names = [a.arg for a in func.args.args + func.args.kwonlyargs]
+    if 'device' in names:
+        raise PatchError(f'{where} already takes a `device` argument; the device patch does not apply')
+    found = False
+    for stmts in _walk_statements(func):
+        for s in stmts:
+            if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name) \
+                    and s.targets[0].id == 'device' and _is_cuda_device_call(s.value):
+                rank = s.value.args[1] if len(s.value.args) > 1 else ast.Constant(0)
+                s.value = ast.Call(func=ast.Name(id='_cocktail_loop_device', ctx=ast.Load()),
+                                   args=[ast.Name(id='device', ctx=ast.Load()), rank], keywords=[])
+                found = True
+    if not found:
+        raise PatchError(f"{where} does not match the layout the patch expects: no `device = torch.device('cuda', rank)`")
+    func.args.kwonlyargs.append(ast.arg(arg='device'))
+    func.args.kw_defaults.append(ast.Constant(None))
+    device = ast.Name(id='device', ctx=ast.Load())
+    for node in ast.walk(func):
+        if not isinstance(node, ast.Call):
+            continue
+        target = node.func
+        if isinstance(target, ast.Attribute) and ast.unparse(target.value) == 'torch.cuda':
+            target.value = ast.Call(func=ast.Name(id='_cocktail_cuda', ctx=ast.Load()), args=[device], keywords=[])
+        elif isinstance(target, ast.Attribute) and target.attr == 'pin_memory' and not node.args:
+            node.args = [target.value, device]
+            node.func = ast.Name(id='_cocktail_pin_memory', ctx=ast.Load())
+        for kw in node.keywords:
+            if kw.arg == 'device_ids':
+                kw.value = ast.Call(func=ast.Name(id='_cocktail_device_ids', ctx=ast.Load()), args=[device], keywords=[])
+
+
 # -- what the patched loop calls -------------------------------------------------------------------
+def loop_device(choice, rank):
+    """The patched loop's device: ``choice`` ('cuda', 'cuda:1', 'cpu', a torch.device), or CUDA
+    ``rank`` when there is a CUDA device, else the CPU."""
+    if choice is None:
+        return torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
+    choice = torch.device(choice)
+    if choice.type == 'cuda' and choice.index is None:
+        return torch.device('cuda', rank)
+    return choice
+
+
+class _CpuEvent:
+    """torch.cuda.Event's timing interface on the host clock."""
+
+    def __init__(self, enable_timing=False, **_):
+        self.t = None
+
+    def record(self, stream=None):
+        self.t = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, end):
+        return (end.t - self.t) * 1000.0
+
+
+class _CpuStandIn:
+    """The torch.cuda calls a training loop makes, for a loop that runs on a CPU."""
+    Event = _CpuEvent
+
+    @staticmethod
+    def current_stream(device=None):
+        return None
+
+    @staticmethod
+    def max_memory_allocated(device=None):
+        return 0
+
+    @staticmethod
+    def reset_peak_memory_stats(device=None):
+        pass
+
+    @staticmethod
+    def synchronize(device=None):
+        pass
+
+    @staticmethod
+    def is_available():
+        return False
+
+    def __getattr__(self, name):
+        raise PatchError(f'the training loop calls torch.cuda.{name}, which has no CPU stand-in; run it on CUDA')
+
+
+_CPU = _CpuStandIn()
+
+
+def cuda_or_cpu_stand_in(device):
+    return torch.cuda if device.type == 'cuda' else _CPU
+
+
+def pin_memory(tensor, device):
+    return tensor.pin_memory() if device.type == 'cuda' else tensor
+
+
+def ddp_device_ids(device):
+    return [device] if device.type == 'cuda' else None
+
+
+
 def _resume_data(resume_pkl):
     if resume_pkl is None or not os.path.isfile(str(resume_pkl)):
         return None

@@ -19,6 +19,7 @@ import copy
 import functools
 import importlib
 import re
+import sys
 
 PICKLE_VERSION = 6                       # the host's persistence format version
 OWN_PACKAGES = ('plugin.', 'training_ext.', 'torch_utils_ext.')
@@ -42,10 +43,36 @@ def persistent_class(family=None):
                 object.__setattr__(self, '_init_kwargs', copy.deepcopy(dict(kwargs)))
 
         cls.__init__ = __init__
+        cls.__reduce_ex__ = _reduce_ex
+        cls.__deepcopy__ = _deepcopy
         cls._persistent_family = family
         _REGISTRY[(cls.__module__, cls.__qualname__)] = cls
         return cls
     return decorate
+
+
+def _reduce_ex(self, protocol):
+    """Pickled by any pickler (a host training loop's plain ``pickle.dump`` of a snapshot)
+    while a host checkout is imported: the host's own layout, ``_reconstruct_persistent_obj(meta)``
+    with our import shim as its source, which both the safe loader and the host's loader read.
+    Without a checkout, ordinary pickling (our own writer, plugin.pickles, handles the layout)."""
+    host_persistence = sys.modules.get('torch_utils.persistence')
+    reconstruct = getattr(host_persistence, '_reconstruct_persistent_obj', None)
+    if reconstruct is None or not hasattr(self, '_init_kwargs'):
+        return object.__reduce_ex__(self, protocol)
+    meta = dict(type='class', version=PICKLE_VERSION, module_src=module_src_for(type(self)),
+                class_name=type(self).__qualname__, state=dict(self.__dict__))
+    return reconstruct, (meta,)
+
+
+def _deepcopy(self, memo):
+    """What copy.deepcopy does for a plain object (deepcopy would otherwise use _reduce_ex)."""
+    cls = type(self)
+    clone = cls.__new__(cls)
+    memo[id(self)] = clone
+    for key, value in self.__dict__.items():
+        clone.__dict__[key] = copy.deepcopy(value, memo)
+    return clone
 
 
 def is_persistent(obj):

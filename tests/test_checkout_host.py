@@ -32,8 +32,28 @@ sys.meta_path.insert(0, Block())
 '''
 
 
+def psutil_stand_in():
+    """psutil as the host's training loop uses it (a process's resident memory), for a test
+    machine without psutil; a user's checkout environment has the real one."""
+    import resource
+    import types
+    mod = types.ModuleType('psutil')
+
+    class Process:
+        def __init__(self, pid=None):
+            pass
+
+        def memory_info(self):
+            return types.SimpleNamespace(rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    mod.Process = Process
+    return mod
+
+
 @pytest.fixture
-def checkout():
+def checkout(monkeypatch):
+    import importlib.util
+    if importlib.util.find_spec('psutil') is None:
+        monkeypatch.setitem(sys.modules, 'psutil', psutil_stand_in())
     saved_env, saved_active = os.environ.get(hosts.HOST_ENV), hosts._active
     host = hosts.set_active_host(CHECKOUT)
     yield host
@@ -107,10 +127,16 @@ def test_a_plugin_stage_runs_on_the_checkouts_networks(checkout, tmp_path):
     flags = dict(mine=[source], data=str(target), outdir=str(tmp_path), cfg='tiny', batch=8, mine_kimg=0.016,
                  kimg=0.016, tick=0.016, snap=1, seed=0, device='cpu')
     final = MiningPipeline(flags, str(tmp_path / 'mine'), log=lambda *a: None).run()
+    with open(os.path.join(os.path.dirname(final), 'log.txt')) as f:
+        assert 'gpumem' in f.read()                                           # the host's own loop ran it
     G = load_network_pkl(final)['G_ema']
     inner = G.synthesis.syntheses[0]
     assert type(inner).__module__ == 'torch_utils.persistence'               # host networks inside the wrapper
     assert G(torch.randn([2, G.z_dim]), None).shape == (2, 3, 16, 16)
+    # The host's loop wrote this snapshot with plain pickle: the host's own loader reads it too
+    # (plugin installed), the same network.
+    module, value = host_load(final)
+    assert module == 'torch_utils.persistence' and value == pytest.approx(g_sum(G), rel=1e-5)   # host-wrapped
 
 
 def test_not_a_checkout_is_a_clear_error(tmp_path):
@@ -129,10 +155,8 @@ def test_our_option_handling_equals_the_hosts(checkout, tmp_path, monkeypatch, f
     """train_cocktail.py's flags mean what the host's train.py flags mean: for the same flags,
     the plugin's own option builder and the checkout's setup_training_loop_kwargs give the
     same training_loop options (compared on a machine without a GPU by declaring one)."""
-    import types
     from plugin import run_options
     from plugin.easydict import to_plain
-    monkeypatch.setitem(sys.modules, 'psutil', sys.modules.get('psutil') or types.ModuleType('psutil'))
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     data = str(write_domains_zip(tmp_path / 'd.zip', ['discs'], count=16, resolution=32))
     host_desc, host_args = checkout.training_options(dict(data=data, **flags))
@@ -144,10 +168,8 @@ def test_our_option_handling_equals_the_hosts(checkout, tmp_path, monkeypatch, f
 
 
 def test_with_a_checkout_the_hosts_option_handling_builds_the_run(checkout, tmp_path, monkeypatch):
-    import types
     from plugin import run_options
     from plugin.run_options import UserError
-    monkeypatch.setitem(sys.modules, 'psutil', sys.modules.get('psutil') or types.ModuleType('psutil'))
     calls = []
     monkeypatch.setattr(checkout, 'training_options', lambda f, own=checkout.training_options: calls.append(1) or own(f))
     data = str(write_domains_zip(tmp_path / 'd.zip', ['discs'], count=16, resolution=32))

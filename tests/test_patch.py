@@ -28,7 +28,16 @@ class misc:
             t.data.copy_(s)                 # the host's copy: fails when a shape changed
 
 
-def training_loop(resume_pkl=None, augment_p=0, G=None, src=None):
+def training_loop(resume_pkl=None, augment_p=0, G=None, src=None, rank=0, timing=False):
+    device = torch.device('cuda', rank)
+    if timing:                                   # the host's CUDA-only calls
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(torch.cuda.current_stream(device))
+        c = torch.zeros([4, 2]).pin_memory().to(device)
+        end.record(torch.cuda.current_stream(device))
+        end.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return device, c.device, start.elapsed_time(end) >= 0, torch.cuda.max_memory_allocated(device)
     augment_pipe = SimpleNamespace(p=torch.zeros([]))
     augment_pipe.p.copy_(torch.as_tensor(augment_p))
     if src is not None:
@@ -86,6 +95,33 @@ def test_widened_mapping_copy_works_where_the_host_copy_fails(stand_in):
     assert torch.equal(cond.synthesis.b4.conv1.weight, uncond.synthesis.b4.conv1.weight)
 
 
+def test_device_patch_runs_a_cuda_only_loop_on_the_cpu(stand_in):
+    mod = load_module(stand_in, 'legacy_loop_c')
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, AssertionError)):
+            mod.training_loop(timing=True)                          # the legacy loop needs CUDA
+    with patch(training_loop_module=mod, features=['device']):
+        device, data_device, timed, peak = mod.training_loop(timing=True, device='cpu')
+        assert device == torch.device('cpu') and data_device == torch.device('cpu') and timed and peak == 0
+        default = mod.training_loop(timing=True)[0]                 # no device: CUDA when there is one
+        assert default.type == ('cuda' if torch.cuda.is_available() else 'cpu')
+        assert mod.training_loop(resume_pkl=None, device='cpu') == (0, 0.0)
+
+
+def test_torch_compat_lets_a_sampler_pass_its_dataset_and_undoes(stand_in):
+    class LegacySampler(torch.utils.data.Sampler):                  # as the host's InfiniteSampler
+        def __init__(self, dataset):
+            super().__init__(dataset)
+    takes_it = torch.utils.data.Sampler.__init__ is not object.__init__
+    if not takes_it:
+        with pytest.raises(TypeError):
+            LegacySampler([1, 2, 3])                                # torch >= 2.2 without the patch
+    with patch(training_loop_module=load_module(stand_in, 'legacy_loop_d'), features=['torch_compat']):
+        LegacySampler([1, 2, 3])
+    assert (torch.utils.data.Sampler.__init__ is not object.__init__) == takes_it
+    assert '__init__' not in vars(torch.utils.data.Sampler) or takes_it
+
+
 def test_a_loop_of_another_layout_is_refused_and_left_alone(stand_in, tmp_path):
     changed = tmp_path / 'forked_loop.py'
     changed.write_text(STAND_IN.replace('cur_nimg = 0', 'cur_nimg = start_nimg()'))
@@ -96,6 +132,10 @@ def test_a_loop_of_another_layout_is_refused_and_left_alone(stand_in, tmp_path):
     assert mod.training_loop is original
     with pytest.raises(PatchError, match='unknown patch feature'):
         patch(training_loop_module=mod, features=['warp'])
+    cpu_only = tmp_path / 'cpu_loop.py'
+    cpu_only.write_text(STAND_IN.replace("torch.device('cuda', rank)", "torch.device('cpu')"))
+    with pytest.raises(PatchError, match="no `device = torch.device"):
+        patch(training_loop_module=load_module(cpu_only, 'cpu_loop'), features=['device'])
 
 
 @pytest.mark.skipif(not CHECKOUT, reason='set COCKTAIL_TEST_HOST to a stylegan2-ada-pytorch checkout')
@@ -113,7 +153,7 @@ def test_patch_on_a_copy_of_the_real_host_loop(tmp_path, monkeypatch):
         mod = load_module(copy, 'training_loop_copy')
         handle = patch(training_loop_module=mod)
         try:
-            assert mod.training_loop.__cocktail_patched__ == ('resume', 'cond_copy')
+            assert mod.training_loop.__cocktail_patched__ == ('resume', 'cond_copy', 'device')
             import legacy
             from torch_utils import custom_ops
             data = legacy.load_network_pkl(open(REPO.parent / 'shared/fixtures/stylegan2-ada/uncond32/'

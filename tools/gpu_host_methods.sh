@@ -2,7 +2,7 @@
 # Issue 10 on a GPU: every method of the plugin through a real checkout (--host), a few kimg
 # each, with wall-clock times, written to $OUT (default ./gpu-results/host_methods.txt).
 #   bash tools/gpu_host_methods.sh /path/to/stylegan2-ada-pytorch [KIMG]
-# DEVICE=cpu CFG=tiny runs the same commands on a CPU (the embedded loop with the checkout's classes).
+# DEVICE=cpu CFG=tiny runs the same commands on a CPU (the checkout's own loop, patched to run there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 HOST=${1:?usage: gpu_host_methods.sh HOST_CHECKOUT [KIMG]}

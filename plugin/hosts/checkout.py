@@ -3,9 +3,8 @@
 The checkout is imported as it is (``training``, ``torch_utils``, ``dnnlib`` from PATH); the
 plugin never edits or copies it. Its classes then stand behind every ``class_name`` the
 plugin constructs (networks, loss, augment pipe, dataset), and network pickles are rebuilt
-as its classes. Training: on CUDA the checkout's own ``training_loop`` runs; on a CPU (which
-the host's loop does not support) the embedded loop runs with the checkout's classes, so the
-same configuration can be tried anywhere.
+as its classes. Training runs the checkout's own ``training_loop``, patched in memory (never
+edited) so that it also runs on a CPU and reads pickles safely.
 """
 import os
 import sys
@@ -80,19 +79,45 @@ class CheckoutHost(Host):
             raise UserError(str(e)) from None
 
     def training_loop(self, **kwargs):
-        device = kwargs.get('device') or 'cpu'
-        if str(device).startswith('cuda'):
-            import torch
+        """The checkout's own ``training_loop``, on CUDA or on a CPU, patched in memory for the
+        plugin (``plugin.patch``): pickles read by the safe loader, failed op builds not retried,
+        its sampler on a current torch, the widened-mapping copy, a device choice (the host's loop is hard-wired to CUDA), and,
+        when a stage continues from its own snapshot, its kimg and augment p."""
+        import torch
+        try:
             from torch_utils import training_stats
-            from training import training_loop as host_loop        # the checkout's own loop
-            # What the host's train.py does per process before calling its loop (the process
-            # group itself is set up by plugin.launch, as for the embedded loop).
-            rank, num_gpus = kwargs.get('rank', 0), kwargs.get('num_gpus', 1)
-            training_stats.init_multiprocessing(rank=rank, sync_device=torch.device('cuda', rank)
-                                                if num_gpus > 1 else None)
-            return host_loop.training_loop(**{k: v for k, v in kwargs.items() if k not in EMBEDDED_ONLY_KEYS})
-        from .embedded.training_loop import training_loop
-        return training_loop(**kwargs)
+            from training import training_loop as host_loop
+        except ImportError as e:
+            raise HostError(f'{self.path}: its training loop cannot be imported ({e}); install what the '
+                            'checkout needs (its README: e.g. pip install psutil)') from None
+        from plugin.patch import patch
+        device = kwargs.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
+        device = torch.device(device)
+        # What the host's train.py does per process before calling its loop (the process group
+        # itself is set up by plugin.launch, as for the embedded loop).
+        # One process runs several stages; its statistics' defaults (rank 0, no sync) are the
+        # single-process set-up, which the host's module refuses to repeat after a first sync.
+        rank, num_gpus = kwargs.get('rank', 0), kwargs.get('num_gpus', 1)
+        if num_gpus > 1:        # a fresh process per rank (plugin.launch spawns them)
+            sync_device = torch.device('cuda', rank) if device.type == 'cuda' else torch.device('cpu')
+            training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
+        features = ['safe_pickles', 'custom_ops', 'torch_compat', 'cond_copy', 'device']
+        if kwargs.get('resume_mode') == 'continue':
+            features.append('resume')
+        import dnnlib
+        args = {k: _host_easydicts(v, dnnlib.EasyDict) for k, v in kwargs.items() if k not in EMBEDDED_ONLY_KEYS}
+        with patch(features=features):
+            return host_loop.training_loop(device=device, **args)
+
+
+def _host_easydicts(value, easydict):
+    """The plugin's option dicts as the checkout's dnnlib.EasyDict, as its train.py passes them
+    (the host's loop pickles training_set_kwargs into every snapshot)."""
+    if isinstance(value, dict):
+        return easydict({k: _host_easydicts(v, easydict) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_host_easydicts(v, easydict) for v in value]
+    return value
 
 
 def is_host_persistent(obj):

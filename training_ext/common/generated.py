@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import torch
 
+from plugin.easydict import EasyDict
 from plugin.hosts import active_host
 from plugin.pickles import load_network_pkl
 
@@ -49,6 +50,10 @@ class LabelDataset(torch.utils.data.Dataset):
         if self._classes:
             onehot[self._labels[idx]] = 1
         return onehot
+
+    def get_details(self, idx):
+        """The host's per-item record (its training loop groups the snapshot grid by raw_label)."""
+        return EasyDict(raw_idx=int(idx), xflip=False, raw_label=self.get_label(idx))
 
     def close(self):
         pass
