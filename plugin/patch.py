@@ -23,6 +23,10 @@ Features (all by default):
                   dataset to ``torch.utils.data.Sampler.__init__``, which torch 2.x no longer
                   takes (a TypeError before the first batch); the patch restores the old
                   no-op signature while it is applied.
+  'zip_per_process'  the host's ImageFolderDataset opens its zip in the main process, and the
+                  DataLoader workers forked from it inherit that open file: reads through the one
+                  shared file offset collide ('Bad CRC-32' while the main process reads the
+                  snapshot grid). The patch gives each process its own handle.
   'device'        training_loop() takes ``device=`` ('cuda', 'cpu'; default: CUDA when there is
                   one) and runs on a CPU: its hard-wired ``torch.device('cuda', rank)`` becomes
                   that device, and its CUDA-only calls (timing events, streams, peak-memory
@@ -42,12 +46,13 @@ import re
 import textwrap
 import time
 import warnings
+import zipfile
 
 import torch
 
 from .hosts import set_active_host
 
-FEATURES = ('safe_pickles', 'custom_ops', 'torch_compat', 'resume', 'cond_copy', 'device')
+FEATURES = ('safe_pickles', 'custom_ops', 'torch_compat', 'zip_per_process', 'resume', 'cond_copy', 'device')
 LOOP_FEATURES = ('resume', 'cond_copy', 'device')
 
 
@@ -101,6 +106,13 @@ def patch(host_path=None, features=FEATURES, training_loop_module=None):
             handle.replace(custom_ops, 'get_plugin', _get_plugin_once)
         if 'torch_compat' in features and not _sampler_takes_data_source():
             handle.replace(torch.utils.data.Sampler, '__init__', _sampler_init)
+        if 'zip_per_process' in features:
+            from training import dataset as host_dataset
+            folder = getattr(host_dataset, 'ImageFolderDataset', None)
+            if folder is None or not callable(getattr(folder, '_get_zipfile', None)):
+                raise PatchError('training/dataset.py does not match the layout the patch expects: no '
+                                 'ImageFolderDataset._get_zipfile')
+            handle.replace(folder, '_get_zipfile', _get_zipfile_per_process)
         loop_features = [f for f in LOOP_FEATURES if f in features]
         if loop_features:
             if training_loop_module is None:
@@ -144,6 +156,18 @@ def _sampler_takes_data_source():
 
 def _sampler_init(self, data_source=None):
     """torch < 2.2's Sampler.__init__: took the data source and ignored it."""
+
+
+# -- one zip handle per process ---------------------------------------------------------------------
+def _get_zipfile_per_process(self):
+    """The dataset's zip, opened by this process: one inherited from the parent over fork shares
+    its file offset with the parent and the other workers, so it is left to them and reopened."""
+    if getattr(self, '_zipfile', None) is not None and getattr(self, '_cocktail_zip_pid', None) != os.getpid():
+        self._zipfile = None
+    if self._zipfile is None:
+        self._zipfile = zipfile.ZipFile(self._path)
+        self._cocktail_zip_pid = os.getpid()
+    return self._zipfile
 
 
 # -- the training loop -----------------------------------------------------------------------------

@@ -212,3 +212,26 @@ def test_cocktail_merges_the_checkouts_networks(checkout, tmp_path):
     pipe.run()
     G = load_network_pkl(pipe.state['stages']['stage3-merge']['output'])['G_ema']
     assert type(G).__module__ == 'torch_utils.persistence' and G.c_dim == 2
+
+
+def test_data_workers_get_their_own_zip_handle(checkout, tmp_path):
+    """The host's zip dataset under fork-started DataLoader workers while the main process reads
+    too (as its loop does for the snapshot grid): with the patch every process has its own handle
+    and every image reads intact."""
+    import multiprocessing
+
+    from plugin.patch import patch
+    from training.dataset import ImageFolderDataset
+    data = write_domains_zip(tmp_path / 'd.zip', ['discs'], count=64, resolution=16)
+    with patch(features=['zip_per_process']):
+        ds = ImageFolderDataset(path=str(data))
+        parent = ds._get_zipfile()
+        ds._cocktail_zip_pid = -1                                   # as seen from another process
+        assert ds._get_zipfile() is not parent
+        loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2,
+                                             multiprocessing_context=multiprocessing.get_context('fork'))
+        it = iter(loader)
+        main_reads = [ds[i][0] for i in range(len(ds))]
+        batches = [images for images, _ in it]
+    assert sum(len(b) for b in batches) == 64 and len(main_reads) == 64
+    assert ImageFolderDataset._get_zipfile.__name__ == '_get_zipfile'              # undone

@@ -36,3 +36,9 @@ def set_active_host(spec):
     if getattr(_active, 'path', None):
         os.environ[HOST_ENV] = _active.path
     return _active
+
+
+def report(name, value):
+    """A training statistic, to the loop that runs (the embedded one's or the checkout's
+    training_stats, hence its stats.jsonl); returns ``value``."""
+    return active_host().report(name, value)

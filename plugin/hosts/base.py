@@ -41,6 +41,11 @@ class Host:
         except (ImportError, AttributeError, ValueError):
             raise HostError(f'{self.name} host: cannot resolve class {class_path!r}') from None
 
+    def report(self, name, value):
+        """A training statistic, to the collectors of the loop that runs (its stats.jsonl)."""
+        from .embedded.training_stats import report
+        return report(name, value)
+
     def construct_class_by_name(self, class_name, *args, **kwargs):
         return self.resolve_class_path(class_name)(*args, **kwargs)
 

@@ -78,10 +78,14 @@ class CheckoutHost(Host):
         except host_train.UserError as e:
             raise UserError(str(e)) from None
 
+    def report(self, name, value):
+        from torch_utils import training_stats             # the checkout's loop collects these
+        return training_stats.report(name, value)
+
     def training_loop(self, **kwargs):
         """The checkout's own ``training_loop``, on CUDA or on a CPU, patched in memory for the
         plugin (``plugin.patch``): pickles read by the safe loader, failed op builds not retried,
-        its sampler on a current torch, the widened-mapping copy, a device choice (the host's loop is hard-wired to CUDA), and,
+        its sampler on a current torch, one zip handle per data worker, the widened-mapping copy, a device choice (the host's loop is hard-wired to CUDA), and,
         when a stage continues from its own snapshot, its kimg and augment p."""
         import torch
         try:
@@ -101,7 +105,7 @@ class CheckoutHost(Host):
         if num_gpus > 1:        # a fresh process per rank (plugin.launch spawns them)
             sync_device = torch.device('cuda', rank) if device.type == 'cuda' else torch.device('cpu')
             training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
-        features = ['safe_pickles', 'custom_ops', 'torch_compat', 'cond_copy', 'device']
+        features = ['safe_pickles', 'custom_ops', 'torch_compat', 'zip_per_process', 'cond_copy', 'device']
         if kwargs.get('resume_mode') == 'continue':
             features.append('resume')
         import dnnlib

@@ -15,8 +15,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from plugin.hosts import active_host
-from plugin.hosts.embedded.training_stats import report
+from plugin.hosts import active_host, report
 from plugin.pickles import load_network_pkl
 from training_ext.common.loss_wrapper import WrappedLoss
 

@@ -8,7 +8,7 @@ reported as ``Mining/select/j`` and ``Mining/pseudo/j`` (stats.jsonl, the log).
 import torch
 import torch.nn.functional as F
 
-from plugin.hosts.embedded.training_stats import report
+from plugin.hosts import report
 from training_ext.common.loss_wrapper import WrappedLoss
 
 

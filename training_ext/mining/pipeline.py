@@ -161,9 +161,9 @@ class MiningPipeline(StagePipeline):
             with open(path) as f:
                 for line in f:
                     rec = json.loads(line)
-                    kimg = offset + rec.get('Progress/kimg', 0)
-                    last = rec.get('Progress/kimg', 0)
-                    freqs = [rec.get(f'Mining/select/{j}') for j in range(len(self.sources))]
+                    last = _stat(rec, 'Progress/kimg', 0)
+                    kimg = offset + last
+                    freqs = [_stat(rec, f'Mining/select/{j}') for j in range(len(self.sources))]
                     if any(v is None for v in freqs):
                         continue
                     rows.append((stage, kimg, freqs))
@@ -180,3 +180,10 @@ class MiningPipeline(StagePipeline):
         line_plot(self.path('selector.png'), series, title='Selector: probability of each source',
                   xlabel='kimg', ylabel='p', ylim=(0, 1))
         return self.path('selector.txt')
+
+
+def _stat(record, key, default=None):
+    """A value of a stats.jsonl record: the embedded loop writes numbers, the host's loop
+    {num, mean, std} dicts."""
+    value = record.get(key, default)
+    return value.get('mean', default) if isinstance(value, dict) else value
