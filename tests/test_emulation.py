@@ -2,7 +2,6 @@
 barriers, shuffles, 2D blocks and grids, threads that exit early, a divergent barrier reported
 instead of hanging), and that an emulated comparison catches a real bug in a kernel."""
 import os
-import shutil
 
 import pytest
 import torch
@@ -10,8 +9,6 @@ import torch
 from torch_utils_ext import emulation
 from torch_utils_ext.emulation import TranslationError, translate
 
-needs_compiler = pytest.mark.skipif(shutil.which('c++') is None and shutil.which('g++') is None,
-                                    reason='needs a C++ compiler')
 CUDA_DIR = os.path.join(os.path.dirname(emulation.__file__), 'ops', 'cuda')
 
 
@@ -116,24 +113,17 @@ void divergent() {
 }
 '''
 
-PROBE_BINDINGS = r'''
-#include <torch/extension.h>
+# The probe's bindings: the real hypermod_weight.cpp (forward, backward) plus the probe kernels.
+PROBE_DECLARATIONS = r'''
 torch::Tensor block_sum(torch::Tensor x);
 std::vector<torch::Tensor> early_exit(int64_t n);
 void divergent();
-std::vector<torch::Tensor> hypermod_weight_forward(torch::Tensor base, torch::Tensor styles, torch::Tensor gamma,
-                                                   torch::Tensor beta, double gain, bool demod);
-std::vector<torch::Tensor> hypermod_weight_backward(torch::Tensor grad, torch::Tensor base, torch::Tensor styles,
-                                                    torch::Tensor gamma, torch::Tensor beta, torch::Tensor dcoef,
-                                                    double gain, bool demod);
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+'''
+PROBE_DEFS = '''
     m.def("block_sum", &block_sum);
     m.def("early_exit", &early_exit);
-    m.def("divergent", &divergent);
-    m.def("forward", &hypermod_weight_forward);
-    m.def("backward", &hypermod_weight_backward);
-}
-'''
+    m.def("divergent", &divergent);'''
+MODULE_OPENING = 'PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {'
 
 # A one-character bug in the backward of the real kernel: d^2 S w instead of d^3 S w.
 MUTATION = ('const float d3S = d * d * d * S;', 'const float d3S = d * d * S;')
@@ -141,39 +131,39 @@ MUTATION = ('const float d3S = d * d * d * S;', 'const float d3S = d * d * S;')
 
 @pytest.fixture(scope='module')
 def probe(tmp_path_factory):
-    if shutil.which('c++') is None and shutil.which('g++') is None:
+    if not emulation.have_compiler():
         pytest.skip('needs a C++ compiler')
     root = tmp_path_factory.mktemp('probe')
     with open(os.path.join(CUDA_DIR, 'hypermod_weight.cu')) as f:
         kernel = f.read()
+    with open(os.path.join(CUDA_DIR, 'hypermod_weight.cpp')) as f:
+        bindings = f.read()
     assert MUTATION[0] in kernel, 'the mutation no longer applies: update MUTATION'
-    files = {'probe_kernels.cu': PROBE_KERNELS, 'probe_bindings.cpp': PROBE_BINDINGS,
+    assert MODULE_OPENING in bindings, 'hypermod_weight.cpp has no PYBIND11_MODULE block'
+    bindings = bindings.replace(MODULE_OPENING, PROBE_DECLARATIONS + MODULE_OPENING + PROBE_DEFS)
+    files = {'probe_kernels.cu': PROBE_KERNELS, 'probe_bindings.cpp': bindings,
              'hypermod_mutant.cu': kernel.replace(*MUTATION)}
     for name, text in files.items():
         (root / name).write_text(text)
     return emulation.build('emulation_probe', [str(root / name) for name in files])
 
 
-@needs_compiler
 def test_block_reduction_with_shuffles_over_2d_blocks_and_grid(probe):
     x = torch.randn([3, 5, 1000], generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(probe.block_sum(x), x.sum(-1).flatten(), rtol=1e-5, atol=1e-4)
 
 
-@needs_compiler
 def test_exited_threads_leave_the_barrier(probe):
     counter, out = probe.early_exit(100)
     assert int(counter) == 100
     assert torch.equal(out, torch.arange(99, -1, -1, dtype=torch.float32))
 
 
-@needs_compiler
 def test_divergent_barrier_is_an_error_not_a_hang(probe):
     with pytest.raises(RuntimeError, match='deadlock'):
         probe.divergent()
 
 
-@needs_compiler
 def test_emulated_comparison_catches_a_kernel_bug(probe, monkeypatch):
     """The mutant kernel's forward still matches the reference, its input gradients do not."""
     from torch_utils_ext.ops import hypermod_weight as op

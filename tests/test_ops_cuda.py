@@ -6,8 +6,6 @@
   ``torch_utils_ext.emulation`` (needs only a C++ compiler), so that CI checks the kernels' logic
   on every change. The StyleGAN2-size case is left to the GPU: emulated, it takes minutes.
 """
-import shutil
-
 import pytest
 import torch
 
@@ -25,7 +23,7 @@ def device(request):
             pytest.skip('needs a CUDA device')
         yield 'cuda'
     else:
-        if shutil.which('c++') is None and shutil.which('g++') is None:
+        if not emulation.have_compiler():
             pytest.skip('needs a C++ compiler')
         with emulation.emulated_kernels():
             yield 'cpu'

@@ -14,6 +14,8 @@ import warnings
 
 import torch
 
+from torch_utils_ext import emulation
+
 _plugins = {}                 # name -> module or None (failed / unavailable)
 
 
@@ -35,13 +37,11 @@ def _source_hash(sources):
 def on_kernel_device(*tensors):
     """Whether tensors can take an op's kernel path: on a CUDA device, or on the CPU while the
     kernels are emulated (``torch_utils_ext.emulation``, for tests)."""
-    from torch_utils_ext import emulation
     device = 'cpu' if emulation.active() else 'cuda'
     return all(t.device.type == device for t in tensors)
 
 
 def get_plugin(name, sources, **build_kwargs):
-    from torch_utils_ext import emulation
     if emulation.active():                      # tests: the same sources, compiled for the CPU emulator
         return emulation.build(name, sources)
     if name in _plugins:

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 
 import torch
 
@@ -28,6 +29,11 @@ class TranslationError(ValueError):
 
 def active():
     return _active
+
+
+def have_compiler():
+    """Whether a C++ compiler is on PATH (the emulated build needs one, nothing else)."""
+    return any(shutil.which(cc) for cc in (os.environ.get('CXX', 'c++'), 'c++', 'g++'))
 
 
 @contextlib.contextmanager
@@ -58,29 +64,28 @@ def _matching(text, start, open_ch, close_ch):
     raise TranslationError(f'unbalanced {open_ch}{close_ch} from offset {start}')
 
 
-_LAUNCH = re.compile(r'<<<')
 _KERNEL_NAME = re.compile(r'([A-Za-z_][\w:]*(?:\s*<[^<>;()]*>)?)\s*$')
 
 
 def _rewrite_launches(text):
     out, pos = [], 0
     while True:
-        m = _LAUNCH.search(text, pos)
-        if m is None:
+        start = text.find('<<<', pos)
+        if start < 0:
             out.append(text[pos:])
             return ''.join(out)
-        name = _KERNEL_NAME.search(text, pos, m.start())
+        name = _KERNEL_NAME.search(text, pos, start)
         if name is None:
-            raise TranslationError(f'no kernel name before the launch at offset {m.start()}')
-        end_cfg = text.find('>>>', m.end())
+            raise TranslationError(f'no kernel name before the launch at offset {start}')
+        end_cfg = text.find('>>>', start + 3)
         if end_cfg < 0:
-            raise TranslationError(f'unterminated launch configuration at offset {m.start()}')
-        cfg = text[m.end():end_cfg]
+            raise TranslationError(f'unterminated launch configuration at offset {start}')
+        cfg = text[start + 3:end_cfg]
         paren = end_cfg + 3
         while paren < len(text) and text[paren].isspace():
             paren += 1
         if paren >= len(text) or text[paren] != '(':
-            raise TranslationError(f'no argument list after the launch at offset {m.start()}')
+            raise TranslationError(f'no argument list after the launch at offset {start}')
         close = _matching(text, paren, '(', ')')
         args = text[paren + 1:close - 1].strip()
         out.append(text[pos:name.start()])
@@ -126,11 +131,18 @@ def build(name, sources):
             with open(path) as f:
                 text = translate(f.read())
             path = os.path.join(build_dir, os.path.basename(path)[:-3] + '_emulated.cpp')
-            if not os.path.isfile(path) or open(path).read() != text:
-                with open(path, 'w') as f:
-                    f.write(text)
+            _write_if_changed(path, text)       # an unchanged file keeps ninja's build
         built.append(path)
     module = cpp_extension.load(name=f'{name}_emulated', sources=built, build_directory=build_dir,
                                 extra_include_paths=[_HEADER_DIR], extra_cflags=['-O2'], verbose=False)
     _modules[name] = module
     return module
+
+
+def _write_if_changed(path, text):
+    if os.path.isfile(path):
+        with open(path) as f:
+            if f.read() == text:
+                return
+    with open(path, 'w') as f:
+        f.write(text)

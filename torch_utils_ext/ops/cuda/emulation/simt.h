@@ -224,8 +224,6 @@ inline int lane_index(int lane, int s, int width, bool& valid) {
     return (lane / width) * width + ((s % width) + width) % width;
 }
 
-inline std::mutex atomic_mutex;
-
 }  // namespace cuda_emu
 
 #define threadIdx (::cuda_emu::thread_idx)
@@ -259,8 +257,7 @@ template <typename T> T __shfl_sync(unsigned, T v, int s, int width = 32) {
     return ::cuda_emu::shuffle(v, ::cuda_emu::lane_index, s, width);
 }
 template <typename T> T __ldg(const T* p) { return *p; }
-template <typename T> T atomicAdd(T* p, T v) {
-    std::lock_guard<std::mutex> lock(::cuda_emu::atomic_mutex);
+template <typename T> T atomicAdd(T* p, T v) {     // fibers switch only at barriers: already atomic
     const T old = *p;
     *p = old + v;
     return old;
