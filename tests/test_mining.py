@@ -163,3 +163,60 @@ def test_inspect_describes_a_mined_pickle(world):
     assert info['entries']['G_ema']['class_name'] == 'MinedGenerator'
     assert info['entries']['G_ema']['wraps_generators'] == 1
     assert info['entries']['training_state']['kimg'] > 0
+
+
+def two_source_miner(world, train=True):
+    Ga = load_network_pkl(world['a'])['G_ema']
+    Gb = load_network_pkl(world['b'])['G_ema']
+    M = mined_from_sources([Ga, Gb], space='z')
+    return M.train(train), Ga, Gb
+
+
+def test_style_mixing_latent_goes_through_the_first_latents_generator(world):
+    """The host loss maps a second latent for style mixing; with several sources it must use
+    the same generator as the first, or synthesis runs one generator on another's ws."""
+    from plugin.hosts.embedded.loss import StyleGAN2Loss
+    M, Ga, Gb = two_source_miner(world)
+    loss = StyleGAN2Loss('cpu', M.mapping, M.synthesis, None, style_mixing_prob=1.0)
+    torch.manual_seed(0)
+    for _ in range(4):
+        z, c = torch.randn(16, M.z_dim), torch.zeros(16, 0)
+        img, ws = loss.run_G(z, c)
+        index = ws[:, :, -1]
+        assert (index == index[:, :1]).all(), 'a mixed sample combines two generators\' ws'
+        assert 0 < index[:, 0].sum() < 16, 'the selector should pick both sources here'
+        with torch.no_grad():
+            for j, G in enumerate((Ga, Gb)):
+                rows = (index[:, 0] == j).nonzero().squeeze(1)
+                w = ws[rows, :, :G.w_dim].detach()
+                torch.manual_seed(1)
+                expect = G.synthesis(w, noise_mode='const')
+                torch.manual_seed(1)
+                torch.testing.assert_close(M.synthesis(ws[rows].detach(), noise_mode='const'), expect)
+    # A second call with a different c object is a new draw, not a mixing call.
+    z = torch.randn(64, M.z_dim)
+    first = M.mapping(z, torch.zeros(64, 0))[:, 0, -1]
+    second = M.mapping(z, torch.zeros(64, 0))[:, 0, -1]
+    assert not torch.equal(first, second)
+
+
+def test_synthesis_refuses_ws_that_mix_generators(world):
+    M, _, _ = two_source_miner(world, train=False)
+    z = torch.randn(2, M.z_dim)
+    ws = torch.cat([M.mapping(z[:1], None, select=0), M.mapping(z[1:], None, select=1)])
+    ws[0, 2:] = ws[1, 2:]
+    with pytest.raises(ValueError, match='mix several source generators'):
+        M.synthesis(ws)
+
+
+def test_selector_samples_while_training_and_takes_the_argmax_at_test_time(world):
+    M, _, _ = two_source_miner(world)
+    with torch.no_grad():
+        M.mapping.selector.net[2].bias.copy_(torch.tensor([0.0, 0.5]))     # p = 0.38 / 0.62 everywhere
+    z = torch.randn(512, M.z_dim, generator=torch.Generator().manual_seed(0))
+    sampled = M.mapping.select(z)
+    assert 0.45 < sampled.float().mean() < 0.8, 'training draws from the selector\'s distribution'
+    M.eval()
+    assert torch.equal(M.mapping.select(z), torch.ones(512, dtype=torch.long)), 'test time takes the argmax'
+    ws = M.mapping(z[:8], None)
+    assert (ws[:, :, -1] == 1).all()

@@ -11,9 +11,20 @@ With one source the ws between them are the source's own. With several, ``mappin
 generator per sample and packs the choice into the ws (padded to the widest w, plus one
 channel holding the generator index), which ``synthesis`` unpacks; the loss never notices.
 
+Style mixing with several sources: the host loss maps a second latent with the *same* ``c``
+tensor right after the first (``ws[:, cutoff:] = G_mapping(randn_like(z), c, ...)``). That
+second call must reuse the first call's generator choice, or synthesis would run one
+generator on another's ws (a hybrid never sampled at test time). ``MinedMapping`` therefore
+remembers its last sampled choice together with the ``c`` object it was made for, and the
+next call with that very ``c`` object (and batch size) reuses it once. ``MinedSynthesis``
+refuses ws whose layers name different generators, so a host that mixes another way fails
+loudly instead of training on hybrids.
+
 Freezing (stage 1: only miners and selector train; MineGAN++: only selected channels) uses
 gradient masks (training_ext.common.freezing), which survive the host loop.
 """
+import weakref
+
 import torch
 
 from plugin.hosts import active_host
@@ -60,6 +71,11 @@ class Selector(torch.nn.Module):
         return self.net(z)
 
 
+# MinedMapping -> (c, choice) of its last sampled call, for the style-mixing call that follows.
+# Kept outside the module so that it is never pickled nor deep-copied into G_ema.
+_PENDING_CHOICE = weakref.WeakKeyDictionary()
+
+
 @persistent_class(None)
 class MinedMapping(torch.nn.Module):
     def __init__(self, mappings, z_dim, space='z', miner_init='identity'):
@@ -86,6 +102,17 @@ class MinedMapping(torch.nn.Module):
             return torch.distributions.Categorical(logits=logits.detach()).sample()
         return logits.argmax(1)
 
+    def _choice(self, z, c):
+        """The generator per sample; the style-mixing call (same ``c`` object and batch size
+        as the call before it) reuses the previous choice, once."""
+        pending = _PENDING_CHOICE.pop(self, None)
+        if pending is not None and c is not None and pending[0] is c and pending[1].shape[0] == z.shape[0]:
+            return pending[1]
+        select = self.select(z)
+        if self.training and isinstance(c, torch.Tensor):
+            _PENDING_CHOICE[self] = (c, select)
+        return select
+
     def _one(self, j, z, c, truncation_psi, truncation_cutoff, **kwargs):
         mapping, miner = self.mappings[j], self.miners[j]
         if self.space == 'z':
@@ -101,7 +128,7 @@ class MinedMapping(torch.nn.Module):
         if not self.packed:
             return self._one(0, z, c, truncation_psi, truncation_cutoff, **kwargs)
         if select is None:
-            select = self.select(z)
+            select = self._choice(z, c)
         elif isinstance(select, int):
             select = torch.full([z.shape[0]], select, dtype=torch.long, device=z.device)
         out = torch.zeros([z.shape[0], self.num_ws, self.w_dim], device=z.device)
@@ -132,7 +159,11 @@ class MinedSynthesis(torch.nn.Module):
     def forward(self, ws, **kwargs):
         if not self.packed:
             return self.syntheses[0](ws, **kwargs)
-        select = ws[:, 0, -1].detach().round().long()
+        index = ws[:, :, -1].detach().round().long()
+        select = index[:, 0]
+        if (index != select.unsqueeze(1)).any():
+            raise ValueError('mined ws mix several source generators across layers (style mixing between samples '
+                             'of different generators); each sample must use one generator in every layer')
         img = None
         for j, synthesis in enumerate(self.syntheses):
             idx = (select == j).nonzero().squeeze(1)
