@@ -27,7 +27,14 @@ def make_source(path, seed, c_dim=0, **gkw):
 
 @pytest.fixture()
 def sources(tmp_path):
-    return [make_source(tmp_path / f'src{i}.pkl', seed=i) for i in range(3)]
+    """Laid out as the host writes a user's runs: one run directory each, one file name."""
+    paths = []
+    for i in range(3):
+        (tmp_path / f'run{i}').mkdir()
+        paths.append(make_source(tmp_path / f'run{i}' / f'network-snapshot-000{i}00.pkl', seed=i))
+    for i in range(3):           # same stem everywhere: only the run directory tells them apart
+        os.rename(paths[i], tmp_path / f'run{i}' / 'network-snapshot.pkl')
+    return [str(tmp_path / f'run{i}' / 'network-snapshot.pkl') for i in range(3)]
 
 
 def test_mean_is_the_exact_arithmetic_mean():
@@ -106,9 +113,17 @@ def test_pipeline_end_to_end(tmp_path, sources):
     report, logs = run_pipeline(tmp_path, sources)
     # Sources untouched; rooting pulled every model towards the root.
     assert all(open(p, 'rb').read() == b for p, b in before.items())
-    assert set(report['stages']) == {'stage1-root-src1', 'stage1-root-src2', 'stage2-average', 'stage3-merge'}
+    # Every non-root source rooted on its own, named by its run directory, each named once.
+    assert set(report['stages']) == {'stage1-root-run1', 'stage1-root-run2', 'stage2-average', 'stage3-merge'}
+    assert [s['name'] for s in report['sources']] == ['run0', 'run1', 'run2'] and report['root'] == 'run0'
+    assert any('mean of 3 models' in line for line in logs)
+    text = (tmp_path / 'pipe' / 'report.txt').read_text()
+    named = [line.split()[2] for line in text.splitlines() if line.startswith('  class ')]
+    assert named == ['run0', 'run1', 'run2']
+    assert text.count('(root)') == 1
     before_d, after_d = report['distance_before_rooting']['G'], report['distance_after_rooting']['G']
-    for pair in ('src0 - src1', 'src0 - src2'):
+    assert set(after_d) == {'run0 - run1', 'run0 - run2', 'run1 - run2'}
+    for pair in ('run0 - run1', 'run0 - run2'):
         assert after_d[pair] < before_d[pair]
     merged = load_network_pkl(report['merged_pickle'])
     G = merged['G_ema']
@@ -130,11 +145,11 @@ def test_resume_skips_finished_stages(tmp_path, sources, monkeypatch):
     monkeypatch.setattr(pipeline_mod.CocktailPipeline, 'merge', killed)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(tmp_path, sources)
-    rooted = tmp_path / 'pipe' / 'stage1-root-src1'
+    rooted = tmp_path / 'pipe' / 'stage1-root-run1'
     mtimes = {p: p.stat().st_mtime_ns for p in rooted.iterdir()}
     monkeypatch.setattr(pipeline_mod.CocktailPipeline, 'merge', real_merge)
     report, logs = run_pipeline(tmp_path, sources)
-    assert any('[stage1-root-src1] done before, skipping' in line for line in logs)
+    assert any('[stage1-root-run1] done before, skipping' in line for line in logs)
     assert any('[stage2-average] done before, skipping' in line for line in logs)
     assert {p: p.stat().st_mtime_ns for p in rooted.iterdir()} == mtimes
     assert os.path.isfile(report['merged_pickle'])
@@ -176,3 +191,35 @@ def test_cli_errors_are_one_line(tmp_path, sources):
     r = subprocess.run([sys.executable, 'train_cocktail.py', '--outdir', str(tmp_path), '--data', 'x.zip',
                         '--merge-method', 'ties'], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and 'needs --cocktail' in r.stderr
+
+
+def test_source_labels():
+    from training_ext.common.source_pickles import source_labels
+    assert source_labels(['a/discs.pkl', 'b/rings.pkl']) == ['discs', 'rings']
+    snaps = ['x/00001-blobs32-auto1/network-snapshot-000100.pkl', 'x/00002-cats/network-snapshot-000100.pkl']
+    assert source_labels(snaps) == ['00001-blobs32-auto1', '00002-cats']
+    # A distinctive stem stays; a colliding one falls back to its directory, then an index.
+    assert source_labels(['r1/a.pkl', 'r1/b.pkl', 'r2/b.pkl']) == ['a', 'r1', 'r2']
+    assert source_labels(['r/n.pkl', 'r/n.pkl', 'q/m.pkl']) == ['source0', 'source1', 'm']
+    assert source_labels(['r/n.pkl', 'n/x.pkl', 'm/x.pkl']) == ['n-0', 'n-1', 'm']     # never equal
+    assert source_labels(['a.pkl', 'b.pkl'], ['cats', 'dog s']) == ['cats', 'dog_s']
+    with pytest.raises(ValueError, match='needs 2 names'):
+        source_labels(['a.pkl', 'b.pkl'], ['cats'])
+    with pytest.raises(ValueError, match='unique'):
+        source_labels(['a.pkl', 'b.pkl'], ['cats', 'cats'])
+
+
+def test_class_names_label_the_sources(tmp_path, sources):
+    srcs = load_sources(sources, ['cats', 'dogs', 'cars'])
+    assert [s.name for s in srcs] == ['cats', 'dogs', 'cars'] and [s.index for s in srcs] == [0, 1, 2]
+    with pytest.raises(CocktailError, match='needs 3 names'):
+        load_sources(sources, ['cats', 'dogs'])
+
+
+def test_a_source_twice_is_an_error(tmp_path, sources):
+    with pytest.raises(CocktailError, match='given twice'):
+        load_sources([sources[0], sources[1], sources[0]])
+    copy = tmp_path / 'copy.pkl'
+    copy.write_bytes(open(sources[1], 'rb').read())
+    with pytest.raises(CocktailError, match=r'identical weights'):
+        load_sources([sources[0], sources[1], str(copy)])

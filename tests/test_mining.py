@@ -148,7 +148,7 @@ def test_selector_concentrates_on_the_matching_source(tmp_path):
     assert share > 0.9
     assert (tmp_path / 'pipe' / 'selector.png').is_file()
     rows = (tmp_path / 'pipe' / 'selector.txt').read_text().splitlines()
-    assert 'rings.pkl' in rows[0] and len(rows) > 2
+    assert 'rings' in rows[0].split() and len(rows) > 2       # sources by label (source_labels)
 
 
 def test_inspect_describes_a_mined_pickle(world):

@@ -10,7 +10,7 @@ from .sources import CocktailError
 
 SELECTOR = 'cocktail'
 FLAG_NAMES = ('cocktail', 'root', 'root_kimg', 'merge_method', 'merge_weights', 'merge_scale', 'ties_density',
-              'slerp_t', 'class_percentages')
+              'slerp_t', 'class_percentages', 'class_names')
 FLAGS = [
     click.option('--cocktail', type=CommaList(), metavar='PKLS',
                  help='Merge these source pickles (comma-separated) into one conditional model'),
@@ -23,6 +23,8 @@ FLAGS = [
     click.option('--slerp-t', type=float, help='slerp: interpolation position [default: 0.5]'),
     click.option('--class-percentages', type=CommaList(), metavar='LIST',
                  help='Merge fine-tuning class mix, one number per merged class [default: uniform]'),
+    click.option('--class-names', type=CommaList(), metavar='LIST',
+                 help='A label per source (stage dirs, report, logs) [default: file stem, else run dir]'),
 ]
 
 
@@ -33,6 +35,10 @@ def run(flags, log=print):
     if flags.get('class_percentages'):
         flags['class_percentages'] = [float(x) for x in flags['class_percentages']]
     tag = flags.get('baseline') if flags.get('baseline') not in (None, 'none') else (flags.get('merge_method') or 'mean')
-    directory = pipeline_dir(flags, f'cocktail-{source_names(flags["cocktail"])}-{tag}', CocktailError)
+    try:
+        names = source_names(flags['cocktail'], flags.get('class_names'))
+    except ValueError as e:
+        raise CocktailError(str(e)) from None
+    directory = pipeline_dir(flags, f'cocktail-{names}-{tag}', CocktailError)
     log(f'Cocktail pipeline: {directory}')
     return CocktailPipeline(flags, directory, log=log).run()

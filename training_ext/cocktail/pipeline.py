@@ -36,11 +36,13 @@ class CocktailPipeline(StagePipeline):
     # -- stages -----------------------------------------------------------------------------------
     def run(self):
         f = self.flags
-        sources = load_sources(f.cocktail)
-        root_idx = f.get('root') or 0
+        sources = load_sources(f.cocktail, f.get('class_names'))
+        root_idx = 0 if f.get('root') is None else f.root
         if not 0 <= root_idx < len(sources):
             raise CocktailError(f'--root must be between 0 and {len(sources) - 1}')
         self.sources, self.root = sources, sources[root_idx]
+        self.log('Sources: ' + ', '.join(f'{s.index}: {s.name} ({s.path}, class{"es" if s.num_classes > 1 else ""} '
+                                         f'{_class_range(s)}){" [root]" if s is self.root else ""}' for s in sources))
         baseline = f.get('baseline') or 'none'
         method = f.get('merge_method') or 'mean'
         if method not in MERGE_METHODS:
@@ -48,7 +50,7 @@ class CocktailPipeline(StagePipeline):
         if method == 'slerp' and len(sources) != 2:
             raise CocktailError('--merge-method slerp merges exactly two sources')
         if baseline == 'none':
-            rooted = {s.name: self.rooting(s) for i, s in enumerate(sources) if i != root_idx}
+            rooted = {s.name: self.rooting(s) for s in sources if s is not self.root}
             start = self.averaging(rooted, method)
         else:
             rooted, start = {}, self.baseline_start(baseline)
@@ -117,7 +119,16 @@ class CocktailPipeline(StagePipeline):
             raise CocktailError(str(e)) from None
 
     def _root_kimg(self):
-        return self.flags.get('root_kimg') or self.flags.get('kimg') or 25000
+        f = self.flags
+        kimg = next(k for k in (f.get('root_kimg'), f.get('kimg'), 25000) if k is not None)   # a 0 given is 0
+        if not kimg > 0:
+            raise CocktailError(f'--root-kimg must be positive, got {kimg}: rooting without training gives back the root')
+        return kimg
+
+
+def _class_range(source):
+    last = source.offset + source.num_classes - 1
+    return str(source.offset) if last == source.offset else f'{source.offset}-{last}'
 
 
 def _label_dataset(G, num_classes, name, percentages=None):

@@ -15,8 +15,9 @@ GRID_SAMPLES = 6
 
 
 def _class_rows(pipeline, merged_G, device='cpu'):
-    """Images for the grid: per merged class, source samples then merged samples."""
-    rows = []
+    """Images for the grid: per merged class, source samples then merged samples; and the
+    rows' names (the source's label; ``label:k`` for class k of a conditional source)."""
+    rows, names = [], []
     gen = torch.Generator().manual_seed(0)
     for source in pipeline.sources:
         for k in range(source.num_classes):
@@ -30,7 +31,8 @@ def _class_rows(pipeline, merged_G, device='cpu'):
                 left = source.G_ema.eval()(z, c_src, noise_mode='const')
                 right = merged_G.eval()(z, c_merged, noise_mode='const')
             rows.append(torch.cat([left, right]))
-    return torch.cat(rows), len(rows)
+            names.append(f'{source.name}:{k}' if source.G.c_dim else source.name)
+    return torch.cat(rows), names
 
 
 def write_report(pipeline, final_pkl, rooted, baseline, method):
@@ -52,8 +54,8 @@ def write_report(pipeline, final_pkl, rooted, baseline, method):
         report['distance_per_layer'] = dict(before=before_G, after=after_G)
     images, rows = _class_rows(pipeline, merged['G_ema'])
     grid = os.path.join(pipeline.dir, 'merge_grid.png')
-    save_image_grid(images, grid, grid_size=(2 * GRID_SAMPLES, rows))
-    report['grid'] = grid
+    save_image_grid(images, grid, grid_size=(2 * GRID_SAMPLES, len(rows)))
+    report['grid'], report['grid_rows'] = grid, rows
     with open(os.path.join(pipeline.dir, 'report.json'), 'w') as f:
         json.dump(report, f, indent=2)
     text = format_report(report)
@@ -81,4 +83,5 @@ def format_report(r):
         lines.append(f"  {pair:<32s} before rooting {value:12.4f}" + (f"   after {a:12.4f}" if a is not None else ''))
     lines.append(f"Merged model: {r['merged_pickle']}")
     lines.append(f"Grid (per row: source samples | merged samples): {r['grid']}")
+    lines.append(f"  rows, top to bottom: {', '.join(r['grid_rows'])}")
     return '\n'.join(lines)

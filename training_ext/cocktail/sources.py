@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training_ext.common.source_pickles import check_same_resolution, load_source
+from training_ext.common.source_pickles import check_distinct_sources, check_same_resolution, load_source, source_labels
 
 
 class CocktailError(ValueError):
@@ -23,6 +23,8 @@ class Source:
     D: torch.nn.Module
     G_ema: torch.nn.Module
     offset: int = 0
+    label: str = ''
+    index: int = 0
 
     @property
     def num_classes(self):
@@ -31,21 +33,25 @@ class Source:
 
     @property
     def name(self):
-        return os.path.splitext(os.path.basename(self.path))[0]
+        """The source's unique label (see source_labels): stage directories, report, logs."""
+        return self.label
 
     def spec(self):
         """JSON-friendly description for GeneratedImages."""
         return dict(pkl=os.path.abspath(self.path), offset=self.offset, classes=self.num_classes)
 
 
-def load_sources(paths):
+def load_sources(paths, names=None):
+    """The sources, in order; ``names`` (--class-names) labels them, else source_labels picks."""
     if len(paths) < 2:
         raise CocktailError(f'a cocktail needs at least two source pickles, got {len(paths)}')
+    labels = source_labels(paths, names, CocktailError)
     sources, offset = [], 0
-    for path in paths:
+    for i, (path, label) in enumerate(zip(paths, labels)):
         data = load_source(path, ('G', 'D', 'G_ema'), CocktailError, ' (rooting needs G, D and G_ema)')
-        sources.append(Source(path, data['G'], data['D'], data['G_ema'], offset))
+        sources.append(Source(path, data['G'], data['D'], data['G_ema'], offset, label, i))
         offset += sources[-1].num_classes
+    check_distinct_sources(paths, [s.G_ema for s in sources], CocktailError)
     check_compatible(sources)
     return sources
 

@@ -156,8 +156,11 @@ def resume_source_or_pipeline(resume, method, error, missing):
     return resume, None, None
 
 
-def source_names(paths):
-    return '-'.join(os.path.splitext(os.path.basename(str(p)))[0] for p in paths)
+def source_names(paths, names=None):
+    """The sources' labels joined for a run directory's description (see source_labels:
+    snapshots that share a file name are told apart by their run directories)."""
+    from .source_pickles import source_labels
+    return '-'.join(source_labels(paths, names, StageError))
 
 
 def network_kwargs(kwargs, fp16_override):

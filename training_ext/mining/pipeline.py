@@ -17,7 +17,7 @@ from plugin.persistence import constructor_kwargs as module_kwargs
 from plugin.pickles import load_network_pkl, load_tensors, save_network_pkl
 from plugin.plots import line_plot
 from training_ext.common.freezing import mask_buffer_name
-from training_ext.common.source_pickles import check_same_resolution, load_source, open_target
+from training_ext.common.source_pickles import check_same_resolution, load_source, open_target, source_labels
 from training_ext.common.stages import StageError, StagePipeline
 
 from .miner import MinedGenerator, mined_from_sources
@@ -152,6 +152,7 @@ class MiningPipeline(StagePipeline):
         if len(self.sources) < 2:
             return None
         series, rows = {}, []
+        labels = source_labels(self.flags.mine)       # snapshots sharing a file name: their run dirs
         offset = 0.0
         for stage in ('stage1-mine', 'stage2-finetune'):
             path = self.path(stage, 'stats.jsonl')
@@ -168,12 +169,12 @@ class MiningPipeline(StagePipeline):
                         continue
                     rows.append((stage, kimg, freqs))
                     for j, v in enumerate(freqs):
-                        series.setdefault(os.path.basename(self.flags.mine[j]), []).append((kimg, v))
+                        series.setdefault(labels[j], []).append((kimg, v))
             offset += last
         if not rows:
             return None
         with open(self.path('selector.txt'), 'w') as f:
-            f.write('stage              kimg   ' + '  '.join(f'{os.path.basename(p):>14s}' for p in self.flags.mine)
+            f.write('stage              kimg   ' + '  '.join(f'{label:>14s}' for label in labels)
                     + '\n')
             for stage, kimg, freqs in rows:
                 f.write(f'{stage:<16s} {kimg:7.1f}   ' + '  '.join(f'{v:14.3f}' for v in freqs) + '\n')
