@@ -16,7 +16,7 @@ class _CleanErrors(click.Group):
         try:
             return super().invoke(ctx)
         except (NetworkPickleError, HostError, ValueError, OSError) as e:
-            click.echo(f'error: {e}', err=True)
+            click.echo('error: ' + ' '.join(str(e).split()), err=True)      # one line, whatever the file says
             sys.exit(1)
 
 

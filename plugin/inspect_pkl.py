@@ -4,7 +4,7 @@ import os
 import torch
 
 from .easydict import to_plain
-from .pickles import NetworkPickleError, PersistentRecord, load_network_pkl, rebuild_module
+from .pickles import NetworkPickleError, PersistentRecord, UnsafePickleError, load_network_pkl, rebuild_module
 
 
 def _count(record):
@@ -66,7 +66,9 @@ def describe(path):
         entry = dict(kind='network', class_name=value.class_name, family=value.family, parameters=params,
                      buffer_elements=buffers, init_kwargs=to_plain(value.init_kwargs))
         try:
-            module = rebuild_module(value, what=key)
+            module = rebuild_module(value, what=f'{os.fspath(path)}[{key}]')
+        except UnsafePickleError:
+            raise                           # a hostile file is refused as a whole, not described
         except NetworkPickleError as e:
             module, entry['error'] = None, str(e)
         if module is None:

@@ -13,11 +13,10 @@ A class names its *family*: classes that implement the host's own interface (the
 host's ``Generator`` is a stand-in for ``training.networks.Generator``) belong to
 ``'stylegan2.networks'``, so a pickle saved by one host is rebuilt into the active host's
 classes. Plugin-only classes (miners, hyper-modulated layers) have no family and are found
-by their own module path, restricted to this project's packages.
+by their own module path, looked up in the closed registry (plugin.class_registry).
 """
 import copy
 import functools
-import importlib
 import re
 import sys
 
@@ -112,14 +111,15 @@ def parse_own_module_src(src):
     return (None if family == '-' else family), module, name
 
 
+def registered_classes():
+    """{(module, qualname): class} of every class decorated here so far."""
+    return dict(_REGISTRY)
+
+
 def find_own_class(module, name):
-    """Our persistent class by module path, importing only this project's packages."""
-    if not module.startswith(OWN_PACKAGES):
-        return None
-    key = (module, name)
-    if key not in _REGISTRY:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            return None
-    return _REGISTRY.get(key)
+    """Our persistent class named by a pickle's shim, from the closed registry (which imports
+    only a fixed list of this project's modules, never the module a pickle names); None when
+    it is not one of ours."""
+    from .class_registry import canonical, own_classes
+    cls = own_classes().get(canonical(f'{module}.{name}'))
+    return cls if cls is not None and (cls.__module__, cls.__qualname__) in _REGISTRY else None

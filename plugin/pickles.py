@@ -11,11 +11,21 @@ The host's own loader executes that source. We never do:
 * tensor storages are decoded by ``torch.load(weights_only=True)``;
 * a persistent object becomes an inert ``PersistentRecord``; the records of whole networks
   are then rebuilt into the active host's classes from ``class_name + _init_kwargs`` and
-  their tensors are copied in by name, with names and shapes checked.
+  their tensors are copied in by name, with names and shapes checked;
+* every class name met while rebuilding (the record's own, and every ``class_name`` nested
+  in its stored kwargs) is looked up in the closed registry (``plugin.class_registry``),
+  which only holds network classes then; nothing is imported by a stored name;
+* resources are bounded before they are spent: declared storage sizes against the bytes
+  present, tensor views against their storage, nesting depth, stored kwargs' sizes, and the
+  memory a constructor may allocate against the tensors the record carries.
+
+README "What loading a pickle guarantees" states the contract; tests/test_hostile_pickles.py
+and tests/test_pickle_fuzz.py hold it.
 """
 import collections
 import copy
 import io
+import math
 import os
 import pickle
 import tempfile
@@ -25,7 +35,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import persistence
+from . import class_registry, persistence
 from .easydict import EasyDict
 from .hosts import active_host, get_host
 
@@ -104,13 +114,64 @@ def _reconstruct_persistent_obj(meta):
 
 # --- The allow-listed unpickler. --------------------------------------------------------------
 
+# Element sizes of the storage types torch's legacy storage format names.
+_STORAGE_ELEMENT_SIZES = {
+    'torch.storage.UntypedStorage': 1, 'torch.UntypedStorage': 1,
+    'torch.FloatStorage': 4, 'torch.DoubleStorage': 8, 'torch.HalfStorage': 2, 'torch.BFloat16Storage': 2,
+    'torch.LongStorage': 8, 'torch.IntStorage': 4, 'torch.ShortStorage': 2, 'torch.CharStorage': 1,
+    'torch.ByteStorage': 1, 'torch.BoolStorage': 1, 'torch.ComplexFloatStorage': 8,
+    'torch.ComplexDoubleStorage': 16,
+}
+
+
+class _StorageHeaderScan(pickle.Unpickler):
+    """Reads the headers of one storage in torch's legacy format without allocating it:
+    ``persistent_load`` sees each declared storage (type, key, element count)."""
+
+    def __init__(self, f):
+        super().__init__(f)
+        self.declared = {}
+
+    def find_class(self, module, name):
+        key = f'{module}.{name}'
+        if key not in _STORAGE_ELEMENT_SIZES:
+            raise UnsafePickleError(f"tensor storage names global '{key}'; refused")
+        return key
+
+    def persistent_load(self, pid):
+        if (not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != 'storage'
+                or pid[1] not in _STORAGE_ELEMENT_SIZES or not isinstance(pid[4], int) or pid[4] < 0):
+            raise NetworkPickleError('malformed tensor storage header')
+        self.declared[pid[2]] = pid[4] * _STORAGE_ELEMENT_SIZES[pid[1]]
+        return None
+
+
+def _declared_storage_bytes(data):
+    """Bytes the storage record ``data`` declares, read from its headers (nothing allocated)."""
+    f = io.BytesIO(data)
+    scan = _StorageHeaderScan(f)
+    for _ in range(4):                  # magic number, protocol version, system info, the storage
+        scan.load()
+    return sum(scan.declared.values())
+
+
 def _load_storage_from_bytes(data):
     if not isinstance(data, (bytes, bytearray)):
         raise NetworkPickleError('tensor storage is not a byte string')
+    # torch allocates a storage at the size its header declares before reading the data, so a
+    # few bytes could ask for terabytes: check the declaration against the bytes present first.
+    declared = _declared_storage_bytes(data)
+    if declared > len(data):
+        raise NetworkPickleError(f'a tensor storage declares {declared:,} bytes but holds {len(data):,}; refused')
     try:
         return torch.load(io.BytesIO(data), weights_only=True, map_location='cpu')
     except pickle.UnpicklingError as e:
         raise UnsafePickleError(f'tensor storage refused by the weights-only loader: {e}') from None
+
+
+def _storage_elements(storage, dtype):
+    nbytes = storage.nbytes() if isinstance(storage, torch.UntypedStorage) else storage._untyped_storage.nbytes()
+    return nbytes // max(1, torch.empty((), dtype=dtype).element_size())
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
@@ -118,6 +179,15 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, bac
         raise NetworkPickleError('tensor rebuilt from something that is not a storage')
     if backward_hooks:
         raise UnsafePickleError('tensor carries backward hooks; refused')
+    if (not isinstance(storage_offset, int) or not isinstance(size, tuple) or not isinstance(stride, tuple)
+            or len(size) != len(stride) or len(size) > 16
+            or not all(isinstance(v, int) and v >= 0 for v in (storage_offset, *size, *stride))):
+        raise NetworkPickleError('malformed tensor header (offset, size, stride)')
+    # A view may not hold more elements than its storage (stride-0 views would turn a few bytes
+    # into a tensor whose every later use runs for hours).
+    dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
+    if math.prod(size) > _storage_elements(storage, dtype):
+        raise NetworkPickleError(f'a tensor of shape {size} is larger than its storage; refused')
     return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
                                            collections.OrderedDict(), metadata)
 
@@ -127,17 +197,32 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
         raise NetworkPickleError('parameter rebuilt from something that is not a tensor')
     if backward_hooks:
         raise UnsafePickleError('parameter carries backward hooks; refused')
-    return torch.nn.Parameter(data, requires_grad=requires_grad)
+    return torch.nn.Parameter(data, requires_grad=bool(requires_grad))
+
+
+_NUMPY_KINDS = 'biufc'          # bool, signed, unsigned, float, complex: plain numbers only
+
+
+def _plain_number_dtype(dtype, what):
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or dtype.kind not in _NUMPY_KINDS or dtype.fields:
+        raise UnsafePickleError(f'{what} of dtype {dtype!r} refused (only plain numeric numpy data is allowed; '
+                                'object dtypes would dereference raw bytes as pointers)')
+    return dtype
+
+
+def _numpy_dtype(obj, align=False, copy=False):
+    # Always a fresh copy: the pickle's BUILD step then sets state on our copy, never on
+    # numpy's shared built-in dtype objects. Checked again where it is used (after BUILD).
+    if not isinstance(obj, str) or len(obj) > 8:
+        raise UnsafePickleError(f'numpy dtype {obj!r} refused (only plain numeric type codes are allowed)')
+    return _plain_number_dtype(np.dtype(obj, bool(align), True), 'numpy dtype')
 
 
 def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise UnsafePickleError('numpy scalar of object dtype refused')
-    try:                                                   # numpy 2 moved the reconstructor
-        from numpy._core.multiarray import scalar
-    except ImportError:
-        from numpy.core.multiarray import scalar
-    return scalar(dtype, data)
+    _plain_number_dtype(dtype, 'numpy scalar')
+    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise NetworkPickleError('malformed numpy scalar (its bytes do not match its dtype)')
+    return np.frombuffer(data, dtype=dtype)[0].copy()
 
 
 def _set(items=()):
@@ -169,6 +254,18 @@ PLAIN_TORCH_MODULES = {
     'torch.nn.modules.batchnorm.BatchNorm1d': torch.nn.BatchNorm1d,
 }
 
+
+def _bare_module_maker(cls):
+    """What the unpickler gets for a plain torch class: it makes a bare instance whatever it is
+    called with, so a pickle can never run the class's constructor (``Linear(65536, 65536)``
+    from a few bytes would allocate and fill 16 GiB); the pickle's state is set afterwards."""
+    class BareModule:
+        def __new__(maker, *args, **kwargs):
+            return cls.__new__(cls)
+    BareModule.__qualname__ = BareModule.__name__ = f'Bare{cls.__name__}'
+    return BareModule
+
+
 _ALLOWED_GLOBALS = {
     'torch_utils.persistence._reconstruct_persistent_obj': _reconstruct_persistent_obj,
     'collections.OrderedDict': collections.OrderedDict,
@@ -178,13 +275,13 @@ _ALLOWED_GLOBALS = {
     'torch.storage._load_from_bytes': _load_storage_from_bytes,
     'numpy.core.multiarray.scalar': _numpy_scalar,
     'numpy._core.multiarray.scalar': _numpy_scalar,
-    'numpy.dtype': np.dtype,
+    'numpy.dtype': _numpy_dtype,
     'dnnlib.util.EasyDict': EasyDict,
     'builtins.set': _set,
     '__builtin__.set': _set,
     'builtins.frozenset': frozenset,
     '_codecs.encode': _codecs_encode,
-    **PLAIN_TORCH_MODULES,
+    **{name: _bare_module_maker(cls) for name, cls in PLAIN_TORCH_MODULES.items()},
 }
 
 
@@ -200,6 +297,51 @@ class SafeUnpickler(pickle.Unpickler):
         raise UnsafePickleError('refused persistent id: not allowed in a network pickle')
 
 
+MAX_DEPTH = 200                 # real snapshots nest about 20 levels (records, states, modules)
+MAX_NODES = 2_000_000           # containers and leaves counted as a tree (shared parts counted each time)
+
+
+def _children(obj):
+    if isinstance(obj, PersistentRecord):
+        return [obj.meta]
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return list(obj)
+    if isinstance(obj, torch.nn.Module):
+        return [obj.__dict__]
+    return None
+
+
+def check_structure(data, name):
+    """Refuse what recursive code could not walk: nesting deeper than MAX_DEPTH, a structure
+    that contains itself, or one whose shared parts expand to more than MAX_NODES (a few
+    kilobytes of pickle can share a list with itself 2**40 times over). Iterative, each
+    object visited once."""
+    height, size, open_ = {}, {}, set()
+    stack = [(data, False)]
+    while stack:
+        obj, finished = stack.pop()
+        key = id(obj)
+        kids = _children(obj)
+        if kids is None or (not finished and key in height):
+            continue
+        if finished:
+            open_.discard(key)
+            height[key] = 1 + max((height.get(id(c), 0) for c in kids), default=0)
+            size[key] = 1 + sum(size.get(id(c), 1) for c in kids)
+            if height[key] > MAX_DEPTH:
+                raise NetworkPickleError(f'{name}: nested more than {MAX_DEPTH} levels deep; refused')
+            if size[key] > MAX_NODES:
+                raise NetworkPickleError(f'{name}: its shared parts expand to more than {MAX_NODES:,} objects; refused')
+            continue
+        if key in open_:
+            raise NetworkPickleError(f'{name}: a structure that contains itself; refused')
+        open_.add(key)
+        stack.append((obj, True))
+        stack.extend((c, False) for c in kids)
+
+
 # --- Rebuilding records into the active host's modules. ----------------------------------------
 
 def _module_class_for(record, host):
@@ -209,28 +351,152 @@ def _module_class_for(record, host):
     return host.network_class(family, record.class_name)
 
 
+# Stored constructor kwargs are plain data: these types only, within these bounds.
+_PLAIN_TYPES = (type(None), bool, int, float, str)
+MAX_KWARGS_ITEMS = 100_000      # strings, list items and dict entries in one record's kwargs
+MAX_INT = 2 ** 40               # larger ints are no network's sizes (and big-int arithmetic can stall)
+
+
+def check_stored_kwargs(record, host, what):
+    """Refuse stored constructor arguments that are not plain data, or that name a class
+    outside the closed registry, before any constructor sees them. Returns nothing; raises
+    UnsafePickleError naming the path and the value."""
+    count = 0
+
+    def walk(value, path, depth):
+        nonlocal count
+        count += 1
+        if count > MAX_KWARGS_ITEMS or depth > 32:
+            raise UnsafePickleError(f'{what}: stored kwargs are too large or too deeply nested ({path}); refused')
+        if isinstance(value, bool) or value is None or isinstance(value, float):
+            return
+        if isinstance(value, int):
+            if abs(value) > MAX_INT:
+                raise UnsafePickleError(f'{what}: {path} = {value} is implausibly large for a network; refused')
+            return
+        if isinstance(value, str):
+            count += len(value) // 1000
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise UnsafePickleError(f'{what}: {path} has a key of type {type(key).__name__}; refused')
+                if key == 'class_name':
+                    _check_class_name(item, f'{path}.class_name', host, what)
+                walk(item, f'{path}.{key}', depth + 1)
+            return
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                walk(item, f'{path}[{i}]', depth + 1)
+            return
+        raise UnsafePickleError(f'{what}: {path} holds a {type(value).__name__}; stored kwargs must be plain data')
+
+    walk(list(record.init_args), '_init_args', 0)
+    walk(record.state.get('_init_kwargs', {}), '_init_kwargs', 0)
+
+
+def _check_class_name(value, path, host, what):
+    try:
+        with class_registry.networks_only():
+            host.resolve_class_path(value)
+    except class_registry.UnregisteredClassError:
+        raise UnsafePickleError(f'{what}: {path} = {value!r} is not a registered network class; refused '
+                                '(nothing a pickle names is imported)') from None
+
+
+class _AllocationGuard(torch.overrides.TorchFunctionMode):
+    """Bounds what a constructor allocates with factory functions (randn, empty, zeros, ...)
+    and how many submodules it creates. Each tensor request is sized on the meta device
+    first, so a refused one never allocates."""
+
+    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint,
+                 torch.randperm, torch.arange, torch.linspace, torch.logspace, torch.eye, torch.empty_strided,
+                 torch.tensor, torch.as_tensor}
+
+    def __init__(self, budget, max_modules, what):
+        super().__init__()
+        self.budget, self.max_modules, self.what, self.spent, self.modules = budget, max_modules, what, 0, 0
+
+    def __enter__(self):
+        self._hook = torch.nn.modules.module.register_module_module_registration_hook(self._count_module)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self._hook.remove()
+        return super().__exit__(*exc)
+
+    def _count_module(self, parent, name, child):
+        self.modules += 1
+        if self.modules > self.max_modules:
+            raise UnsafePickleError(f'{self.what}: its stored kwargs would build more than {self.max_modules:,} '
+                                     'layers (far more than the tensors it carries); refused')
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.FACTORIES and func not in (torch.tensor, torch.as_tensor):
+            probe = func(*args, **{**kwargs, 'device': 'meta'})   # the mode is off inside its handler
+            self._spend(probe.numel() * probe.element_size())
+        result = func(*args, **kwargs)
+        if func in (torch.tensor, torch.as_tensor) and isinstance(result, torch.Tensor):
+            self._spend(result.numel() * result.element_size())
+        return result
+
+    def _spend(self, nbytes):
+        self.spent += nbytes
+        if self.spent > self.budget:
+            raise UnsafePickleError(f'{self.what}: its stored kwargs would allocate more than {self.budget:,} bytes '
+                                     f'(the tensors it carries allow that much); refused')
+
+
+ALLOCATION_SLACK = 256 * 2 ** 20    # bytes a constructor may allocate beyond its record's tensors
+
+
 def rebuild_module(record, host=None, what='module'):
-    """Build ``record`` as a module of ``host``; None when the host has no such class."""
+    """Build ``record`` as a module of ``host``; None when the host has no such class.
+
+    Only registered classes are built (class_registry), stored kwargs must be plain data
+    naming only registered network classes, and the constructor may allocate at most a few
+    times the bytes of the tensors the record carries. Any failure is a NetworkPickleError."""
     host = host or active_host()
+    check_stored_kwargs(record, host, what)       # first: even a record kept as data must be plain
     cls = _module_class_for(record, host)
     if cls is None:
         return None
+    tensors = list(record.named_tensors())
+    budget = 4 * sum(t.numel() * t.element_size() for _, t, _ in tensors if isinstance(t, torch.Tensor))
     try:
-        module = cls(*copy.deepcopy(record.init_args), **copy.deepcopy(record.init_kwargs))
-    except (TypeError, ValueError) as e:
-        raise NetworkPickleError(f'{what}: {record.class_name} kwargs {record.init_kwargs} are not understood by '
-                                 f'the {host.name} host: {e}') from None
-    load_tensors(module, dict((n, t) for n, t, _ in record.named_tensors()), what=what)
+        with class_registry.networks_only(), _AllocationGuard(budget + ALLOCATION_SLACK, 4 * len(tensors) + 1000,
+                                                              what):
+            module = cls(*copy.deepcopy(record.init_args), **copy.deepcopy(record.init_kwargs))
+    except class_registry.UnregisteredClassError as e:
+        raise UnsafePickleError(f'{what}: {e}') from None
+    except NetworkPickleError:
+        raise
+    except Exception as e:         # our constructors, fed data from a file: any failure is the file's
+        raise NetworkPickleError(f'{what}: {record.class_name} kwargs {_short_repr(record.init_kwargs)} are not '
+                                 f'understood by the {host.name} host: {type(e).__name__}: {e}') from None
+    load_tensors(module, dict((n, t) for n, t, _ in tensors), what=what)
     module.train(bool(record.state.get('training', False)))
-    requires_grad = {n: t.requires_grad for n, t, k in record.named_tensors() if k == 'parameter'}
+    requires_grad = {n: t.requires_grad for n, t, k in tensors if k == 'parameter' and isinstance(t, torch.Tensor)}
     for name, p in module.named_parameters():
         p.requires_grad_(requires_grad.get(name, False))
     return module
 
 
+def _short_repr(value, n=300):
+    return _clip(repr(value), n)
+
+
+def _clip(text, n):
+    return text if len(text) <= n else text[:n] + '...'
+
+
 def load_tensors(module, tensors, what='module'):
     """Copy ``tensors`` (name -> tensor) into ``module``'s parameters and buffers; names and
     shapes must match exactly (a silent broadcast would corrupt the network)."""
+    bad = sorted(n for n, t in tensors.items() if not isinstance(t, torch.Tensor))
+    if bad:
+        raise NetworkPickleError(f'{what}: entries that should be tensors are not: {_short(bad)}')
     own = dict(module.named_parameters())
     own.update((n, b) for n, b in module.named_buffers() if _is_persistent_buffer(module, n))
     missing = sorted(set(own) - set(tensors))
@@ -278,37 +544,50 @@ def load_network_pkl(path_or_file, host=None, rebuild=True):
     training_set_kwargs, plus whatever else it holds). Network records are rebuilt as
     modules of ``host`` (default: the active host); objects the host has no class for stay
     ``PersistentRecord``s, with a warning. ``rebuild=False`` returns all records as data.
+    Whatever the file holds, the only exceptions are NetworkPickleError and its subclass
+    UnsafePickleError.
     """
     host = get_host(host) if host is not None else active_host()
-    name = getattr(path_or_file, 'name', path_or_file)
+    name = (os.fspath(path_or_file) if isinstance(path_or_file, (str, os.PathLike))
+            else str(getattr(path_or_file, 'name', '<stream>')))
     try:
-        if hasattr(path_or_file, 'read'):
-            data = _unpickle(path_or_file, name)
-        else:
-            with open(path_or_file, 'rb') as f:
-                data = _unpickle(f, name)
+        return _load(path_or_file, name, host, rebuild)
     except NetworkPickleError as e:
+        if str(e).startswith(f'{name}:'):
+            raise
         raise type(e)(f'{name}: {e}') from None
     except FileNotFoundError:
         raise NetworkPickleError(f'{name}: no such file') from None
     except IsADirectoryError:
         raise NetworkPickleError(f'{name}: is a directory, not a pickle') from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError, UnicodeDecodeError, MemoryError) as e:
+            RuntimeError, UnicodeDecodeError, MemoryError, OverflowError, RecursionError) as e:
         raise NetworkPickleError(f'{name}: not a readable network pickle (truncated or corrupt?): '
-                                 f'{type(e).__name__}: {e}') from None
+                                 f'{type(e).__name__}: {_clip(str(e), 200)}') from None
+    except Exception as e:          # anything else a malformed file provokes is still the file's fault
+        raise NetworkPickleError(f'{name}: not a usable network pickle: {type(e).__name__}: '
+                                 f'{_clip(str(e), 200)}') from None
+
+
+def _load(path_or_file, name, host, rebuild):
+    if hasattr(path_or_file, 'read'):
+        data = _unpickle(path_or_file, name)
+    else:
+        with open(path_or_file, 'rb') as f:
+            data = _unpickle(f, name)
+    check_structure(data, name)
     if not isinstance(data, dict):
         raise NetworkPickleError(f'{name}: expected a dict of networks, found {type(data).__name__}')
     if not any(isinstance(data.get(k), PersistentRecord) for k in ('G', 'D', 'G_ema')):
         keys = ', '.join(map(str, data.keys())) or 'none'
-        raise NetworkPickleError(f'{name}: no network under G, D or G_ema (keys: {keys})')
+        raise NetworkPickleError(f'{name}: no network under G, D or G_ema (keys: {_clip(keys, 200)})')
     if rebuild:
         for key, value in list(data.items()):
             if isinstance(value, PersistentRecord):
                 module = rebuild_module(value, host, what=f'{name}[{key}]')
                 if module is None:
                     warnings.warn(f'{name}[{key}]: {value.family}:{value.class_name} has no class in the '
-                                  f'{host.name} host; kept as inert data', stacklevel=2)
+                                  f'{host.name} host; kept as inert data', stacklevel=3)
                 else:
                     data[key] = module
     return data

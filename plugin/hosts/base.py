@@ -4,7 +4,7 @@ Plugin features never import a host's modules directly: they ask the active ``Ho
 classes (by the host's ``class_name`` strings or by persistent family) and construct them
 with the host's kwargs. The embedded host is one implementation; a real checkout is another.
 """
-import importlib
+from plugin import class_registry
 
 
 class HostError(RuntimeError):
@@ -14,32 +14,52 @@ class HostError(RuntimeError):
 class Host:
     name = 'abstract'
 
-    # pickle family -> importable module holding the family's classes under their host names
+    # pickle family -> module holding the family's network classes under their host names
     family_modules = {}
     # host class-path prefix (as in the kwargs' class_name) -> module that implements it here
     class_path_modules = {}
+    # packages whose classes a host module may hold (a class it imported from elsewhere is not
+    # the host's): see class_registry.module_classes
+    packages = ()
 
     def network_class(self, family, class_name):
-        """The class implementing ``class_name`` of ``family`` in this host, or None."""
+        """The class implementing ``class_name`` of ``family`` in this host, or None. A lookup
+        in the family module's own classes: a stored name is never getattr-ed on a module."""
+        import torch
         module = self.family_modules.get(family)
-        if module is None:
+        if module is None or not isinstance(class_name, str):
             return None
-        cls = getattr(importlib.import_module(module), class_name, None)
-        return cls if isinstance(cls, type) else None
+        cls = self._module_classes(module).get(class_name)
+        return cls if isinstance(cls, type) and issubclass(cls, torch.nn.Module) else None
+
+    def _module_classes(self, module):
+        cache = self.__dict__.setdefault('_class_cache', {})
+        if module not in cache:
+            cache[module] = class_registry.module_classes(module, self.packages)
+        return cache[module]
+
+    def classes(self):
+        """The closed registry for this host: class path -> class (the host's seam classes
+        under their host paths, and the plugin's own classes)."""
+        cache = self.__dict__.setdefault('_class_cache', {})
+        if None not in cache:
+            found = dict(class_registry.own_classes())
+            for prefix, module in self.class_path_modules.items():
+                found.update((prefix + name, cls) for name, cls in self._module_classes(module).items())
+            cache[None] = found
+        return cache[None]
 
     def resolve_class_path(self, class_path):
-        """Resolve a ``class_name`` kwarg of the host (e.g. 'training.networks.Generator')."""
-        for prefix, module in self.class_path_modules.items():
-            if class_path.startswith(prefix):
-                cls = getattr(importlib.import_module(module), class_path[len(prefix):], None)
-                if isinstance(cls, type):
-                    return cls
-                raise HostError(f'{self.name} host: no class {class_path!r}')
-        module, _, name = class_path.rpartition('.')
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError):
-            raise HostError(f'{self.name} host: cannot resolve class {class_path!r}') from None
+        """Resolve a ``class_name`` (e.g. 'training.networks.Generator') in the closed registry;
+        anything else raises UnregisteredClassError (nothing is imported by a given name)."""
+        if not isinstance(class_path, str):
+            raise class_registry.UnregisteredClassError(f'class_name must be a string, got {type(class_path).__name__}')
+        cls = self.classes().get(class_registry.canonical(class_path))
+        if cls is None:
+            raise class_registry.UnregisteredClassError(
+                f'{self.name} host: {class_path!r} is not a registered class (only host networks, '
+                'losses, datasets, augment pipes and the plugin\'s own classes can be built by name)')
+        return class_registry.check(class_path, cls)
 
     def report(self, name, value):
         """A training statistic, to the collectors of the loop that runs (its stats.jsonl)."""

@@ -50,7 +50,14 @@ class CheckoutHost(Host):
         self.family_modules = {'stylegan2.networks': networks, 'stylegan2.augment': 'training.augment'}
         if sg3:
             self.family_modules['stylegan3.networks'] = 'training.networks_stylegan3'
-        self.class_path_modules = {'training.networks.': networks} if sg3 else {}
+        # The seams the plugin names, each a fixed module of the checkout (the closed registry:
+        # plugin.class_registry). Its persistent classes live in torch_utils.persistence.
+        self.class_path_modules = {'training.networks.': networks, 'training.loss.': 'training.loss',
+                                   'training.augment.': 'training.augment', 'training.dataset.': 'training.dataset'}
+        if sg3:
+            self.class_path_modules['training.networks_stylegan2.'] = 'training.networks_stylegan2'
+            self.class_path_modules['training.networks_stylegan3.'] = 'training.networks_stylegan3'
+        self.packages = ('training.', 'torch_utils.persistence')
 
     # train.py flags that the host's setup_training_loop_kwargs() takes, with their types there.
     OPTION_FLAGS = dict(gpus=int, snap=int, metrics=list, seed=int, data=str, cond=bool, subset=int, mirror=bool,

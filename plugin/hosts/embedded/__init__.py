@@ -7,6 +7,7 @@ _PKG = 'plugin.hosts.embedded'
 class EmbeddedHost(Host):
     name = 'embedded'
     family_modules = {'stylegan2.networks': f'{_PKG}.networks'}
+    packages = (_PKG,)
     class_path_modules = {
         'training.networks.': f'{_PKG}.networks',
         'training.loss.': f'{_PKG}.loss',
