@@ -155,6 +155,44 @@ def test_resume_skips_finished_stages(tmp_path, sources, monkeypatch):
     assert os.path.isfile(report['merged_pickle'])
 
 
+def _trained_nimg(pkl):
+    return load_network_pkl(pkl)['training_state']['cur_nimg']
+
+
+def test_a_larger_budget_extends_a_finished_pipeline(tmp_path, sources):
+    report, _ = run_pipeline(tmp_path, sources[:2])
+    merge_dir = tmp_path / 'pipe' / 'stage3-merge'
+    assert _trained_nimg(report['merged_pickle']) == 32
+    # --kimg given again, larger: the merge stage goes on from its snapshot; rooting stays.
+    report, logs = run_pipeline(tmp_path, sources[:2], kimg=0.064, root_kimg=None)
+    assert any('[stage1-root-run1] done before, skipping' in line for line in logs)
+    assert any('[stage3-merge] continuing from' in line and 'extended to 0.064 kimg' in line for line in logs)
+    assert _trained_nimg(report['merged_pickle']) == 64 and report['stages']['stage3-merge']['kimg'] == 0.064
+    assert os.path.dirname(report['merged_pickle']) == str(merge_dir)
+    # The same budget again: nothing to do.
+    report, logs = run_pipeline(tmp_path, sources[:2], kimg=None, root_kimg=None)
+    assert any('[stage3-merge] done before, skipping' in line for line in logs)
+    # A smaller one cannot be honoured: one-line error.
+    with pytest.raises(CocktailError, match=r'\[stage3-merge\] finished at 0.064 kimg; it cannot be shortened'):
+        run_pipeline(tmp_path, sources[:2], kimg=0.032)
+    # A larger rooting budget: rooting goes on, the average and the merge stage are redone.
+    report, logs = run_pipeline(tmp_path, sources[:2], kimg=None, root_kimg=0.064)
+    assert any('[stage1-root-run1] continuing from' in line for line in logs)
+    assert any('[stage3-merge] redone after stage1-root-run1' in line for line in logs)
+    assert _trained_nimg(report['stages']['stage1-root-run1']['output']) == 64
+    assert _trained_nimg(report['merged_pickle']) == 64          # a fresh merge run of 0.064 kimg
+    assert (tmp_path / 'pipe' / 'stage3-merge.before-stage1-root-run1-0').is_dir()
+
+
+def test_zero_kimg_skips_a_stage_and_says_so(tmp_path, sources):
+    report, logs = run_pipeline(tmp_path, sources[:2], root_kimg=0, kimg=0)
+    assert any('--root-kimg 0: not rooted' in line for line in logs)
+    assert any('--kimg 0: no merge fine-tuning' in line for line in logs)
+    assert set(report['stages']) == {'stage2-average'} and report['merged_pickle'].endswith('average.pkl')
+    with pytest.raises(CocktailError, match='>= 0'):
+        run_pipeline(tmp_path, sources[:2], kimg=-1)
+
+
 def test_baseline_transfergan_skips_rooting(tmp_path, sources):
     report, _ = run_pipeline(tmp_path, sources[:2], baseline='transfergan')
     assert set(report['stages']) == {'stage3-merge'} and report['baseline'] == 'transfergan'

@@ -5,6 +5,7 @@ from plugin.cli_flags import CommaList
 from training_ext.common.stages import pipeline_dir, source_names
 
 from .merge import MERGE_METHODS
+from .defaults import option
 from .pipeline import CocktailPipeline
 from .sources import CocktailError
 
@@ -32,9 +33,9 @@ def run(flags, log=print):
     """Run (or continue, with --resume PIPELINE_DIR) a cocktail pipeline; returns its report."""
     if flags.get('data'):
         raise CocktailError('--cocktail trains on generated images: do not pass --data')
-    if flags.get('class_percentages'):
+    if flags.get('class_percentages') is not None:
         flags['class_percentages'] = [float(x) for x in flags['class_percentages']]
-    tag = flags.get('baseline') if flags.get('baseline') not in (None, 'none') else (flags.get('merge_method') or 'mean')
+    tag = option(flags, 'baseline') if option(flags, 'baseline') != 'none' else option(flags, 'merge_method')
     try:
         names = source_names(flags['cocktail'], flags.get('class_names'))
     except ValueError as e:

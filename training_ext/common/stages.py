@@ -43,6 +43,11 @@ class StagePipeline:
             if identity is not None and state.get('identity') != identity:
                 raise StageError(f'{self.dir} is a {state.get("method")} pipeline for {state.get("identity")}, '
                                  f'not {identity}')
+            # A flag not given again (None) keeps the value the pipeline was started with:
+            # --resume DIR alone continues the same run; a flag given again overrides it.
+            for key, value in (state.get('flags') or {}).items():
+                if self.flags.get(key) is None and value is not None and key not in ('resume', 'outdir'):
+                    self.flags[key] = value
             return state
         return dict(method=self.method, identity=identity, stages={},
                     flags=to_plain({k: v for k, v in self.flags.items() if k != 'outdir'}))
@@ -59,6 +64,33 @@ class StagePipeline:
 
     def finish(self, name, **info):
         self.state['stages'][name] = dict(info, done=True)
+        self._save_state()
+
+    def downstream(self, name):
+        """The stages whose input is stage ``name``'s result: by default every stage that
+        finished after it (a method with independent stages says which depend on which)."""
+        names = list(self.state['stages'])
+        return names[names.index(name) + 1:] if name in names else []
+
+    def reopen(self, name):
+        """Stage ``name`` is trained further: it and its downstream stages are no longer done
+        (their input changes); downstream directories are moved aside (to
+        ``<dir>.before-<name>-<n>``), so that they start again instead of continuing stale
+        snapshots. Said in the log."""
+        later = self.downstream(name)
+        self.state['stages'].pop(name, None)
+        for other in later:
+            self.state['stages'].pop(other, None)
+            old = self.path(other)
+            if os.path.isdir(old):
+                n = 0
+                while os.path.exists(f'{old}.before-{name}-{n}'):
+                    n += 1
+                os.rename(old, f'{old}.before-{name}-{n}')
+                self.log(f'[{other}] redone after {name} is extended; the old one moved to '
+                         f'{os.path.basename(old)}.before-{name}-{n}')
+            else:
+                self.log(f'[{other}] redone after {name} is extended')
         self._save_state()
 
     def path(self, *parts):
@@ -94,9 +126,18 @@ class StagePipeline:
         args.total_kimg = kimg
         args.run_dir = self.path(name)
         snaps = snapshots(args.run_dir)
-        if snaps and not self.done(name):    # an interrupted stage: continue from its newest snapshot
+        done = self.done(name)
+        if done and kimg < done.get('kimg', kimg):
+            raise StageError(f'[{name}] finished at {done["kimg"]} kimg; it cannot be shortened to {kimg} kimg '
+                             f'(give at least {done["kimg"]}, or start a new pipeline)')
+        extend = bool(done) and kimg > done.get('kimg', kimg)
+        if snaps and (extend or not done):    # interrupted or extended: continue from its newest snapshot
             args.resume_pkl, args.resume_mode = snaps[-1], 'continue'
-            self.log(f'[{name}] continuing from {os.path.basename(snaps[-1])}')
+            self.log(f'[{name}] continuing from {os.path.basename(snaps[-1])}'
+                     + (f' (finished at {done["kimg"]} kimg, extended to {kimg} kimg)' if extend else ''))
+        elif extend:
+            raise StageError(f'[{name}] finished at {done["kimg"]} kimg but its snapshots are gone from '
+                             f'{args.run_dir}: it cannot be extended to {kimg} kimg')
         elif resume is not None:
             args.resume_pkl, args.resume_mode = resume, 'weights'
             args.ada_kimg, args.ema_rampup = 100, None
@@ -105,9 +146,11 @@ class StagePipeline:
     def train(self, name, args):
         """Run a training stage unless it finished before; returns its final snapshot."""
         done = self.done(name)
-        if done:
+        if done and args.total_kimg <= done.get('kimg', args.total_kimg):   # (stage_args refused a smaller one)
             self.log(f'[{name}] done before, skipping ({os.path.basename(done["output"])})')
             return done['output']
+        if done:
+            self.reopen(name)
         self.log(f'[{name}] training {args.total_kimg} kimg -> {args.run_dir}')
         t0 = time.time()
         launch.launch(args, host_spec=self.host_spec, exist_ok=True)

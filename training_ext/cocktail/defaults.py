@@ -1,0 +1,20 @@
+"""The cocktail's option defaults, in one place (flags' help and the pipeline read them).
+
+A number given as 0 is 0: ``--root-kimg 0`` skips rooting (every rooted model is the
+root), ``--kimg 0`` skips merge fine-tuning (the result is the widened average); both are
+logged. ``root_kimg`` None means "as --kimg".
+"""
+DEFAULTS = dict(
+    root=0,                  # index of the root source
+    root_kimg=None,          # each rooting run; None: --kimg
+    kimg=25000,              # merge fine-tuning (or the baseline), the host train.py's default
+    merge_method='mean',
+    baseline='none',
+    baseline_freezed=4,      # --baseline freezed without --freezed: Freeze-D of 4 layers
+)
+
+
+def option(flags, name):
+    """The flag's value, or its default when it was not given (None): never ``value or default``."""
+    value = flags.get(name)
+    return DEFAULTS[name] if value is None else value
