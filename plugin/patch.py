@@ -15,10 +15,10 @@ Features (all by default):
   'resume'        training_loop() continues a resumed run where it stopped: kimg from the
                   pickle (its training_state, or its snapshot file name) and the augment
                   probability from its augment pipe, instead of restarting both at 0.
-  'cond_copy'     the resume copy tolerates tensors whose shape changed (an unconditional
-                  source resumed into a conditional run widens the mapping's first layer): the
-                  overlapping slice is copied and the rest keeps its initialisation, where the
-                  host's copy fails.
+  'cond_copy'     an unconditional (or fewer-class) source resumed into a conditional run is
+                  widened function-preservingly first (plugin.widen: every class starts as
+                  the source network), where the host's copy fails on the widened mapping
+                  layer; any other shape difference is a one-line PatchError, never sliced.
   'torch_compat'  the host's code runs on a current torch: its InfiniteSampler passes the
                   dataset to ``torch.utils.data.Sampler.__init__``, which torch 2.x no longer
                   takes (a TypeError before the first batch); the patch restores the old
@@ -393,21 +393,30 @@ def resume_augment_p(augment_pipe, resume_pkl):
 
 @torch.no_grad()
 def copy_params_widening(src_module, dst_module, require_all=False):
-    """The host's copy of parameters and buffers by name, where a tensor whose shape grew
-    (the mapping's first layer, or the label embedding, of an unconditional source resumed
-    into a conditional run) gets the overlapping slice and keeps its initialisation elsewhere."""
+    """The host's copy of parameters and buffers by name, for a resume into a run with more
+    classes: an unconditional (or fewer-class) source is first widened function-preservingly
+    (plugin.widen: every class starts as the source network), then copied exactly. Any other
+    shape difference is a one-line error naming the tensors; nothing is sliced or broadcast."""
+    from .widen import widen_discriminator, widen_generator
+    theirs, ours = getattr(src_module, 'c_dim', None), getattr(dst_module, 'c_dim', None)
+    if theirs is not None and ours is not None and theirs != ours:
+        if theirs > ours:
+            raise PatchError(f'resume: the pickle\'s {type(src_module).__name__} has {theirs} classes, this run '
+                             f'{ours}; classes are never dropped')
+        widen = widen_generator if hasattr(src_module, 'mapping') and hasattr(src_module, 'synthesis') \
+            else widen_discriminator
+        src_module = widen(src_module, ours)
     src = dict(src_module.named_parameters())
     src.update(src_module.named_buffers())
     dst = dict(dst_module.named_parameters())
     dst.update(dst_module.named_buffers())
+    missing = [name for name in dst if name not in src]
+    if missing and require_all:
+        raise PatchError(f'resume: {", ".join(missing[:6])} missing in the source network')
+    bad = [f'{n} {tuple(src[n].shape)} vs {tuple(t.shape)}' for n, t in dst.items() if n in src and src[n].shape != t.shape]
+    if bad:
+        raise PatchError(f'resume: the pickle\'s {type(src_module).__name__} has another architecture than this run\'s '
+                         f'(tensor shapes differ: {", ".join(bad[:4])}{" ..." if len(bad) > 4 else ""})')
     for name, t in dst.items():
-        if name not in src:
-            if require_all:
-                raise PatchError(f'resume: {name} is missing in the source network')
-            continue
-        s = src[name].detach()
-        if s.shape == t.shape:
-            t.copy_(s)
-        elif s.ndim == t.ndim:
-            region = tuple(slice(0, min(a, b)) for a, b in zip(s.shape, t.shape))
-            t[region] = s[region].to(t.dtype)
+        if name in src:
+            t.copy_(src[name].detach().to(t.dtype))

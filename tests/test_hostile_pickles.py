@@ -308,7 +308,13 @@ def hostile_files(tmp, marker):
     files['truncated-header'] = (real[:1], NetworkPickleError, 'not a readable network pickle')
     files['empty'] = (b'', NetworkPickleError, 'not a readable network pickle')
     files['not-a-pickle'] = (b'\x89PNG\r\n\x1a\n' + bytes(range(256)), NetworkPickleError, 'not a readable')
-    files['persistent-id'] = (b'\x80\x02X\x01\x00\x00\x00xQ.', UnsafePickleError, 'persistent id')
+    files['persistent-id'] = (b'\x80\x02X\x01\x00\x00\x00xQ.', UnsafePickleError, 'opcode BINPERSID')
+    # The C unpickler allocates a bytearray's declared size before reading it: refused by the
+    # opcode scan before the unpickler runs (as truncated, or as a refused opcode).
+    files['bytearray-declaring-a-terabyte'] = (b'\x80\x05\x96' + struct.pack('<Q', 2 ** 40) + b'xx.', NetworkPickleError,
+                                               'truncated or corrupt')
+    files['bytearray'] = (b'\x80\x05\x96' + struct.pack('<Q', 2) + b'xx.', UnsafePickleError, 'opcode BYTEARRAY8')
+    files['protocol-0-instance'] = (b'\x80\x02(ios\nsystem\nS\'true\'\np0\n.', UnsafePickleError, 'opcode INST')
     return files
 
 

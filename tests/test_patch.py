@@ -9,10 +9,10 @@ import shutil
 import pytest
 import torch
 
-from conftest import REPO, small_G_kwargs
+from conftest import REPO, small_D_kwargs, small_G_kwargs
 from plugin import PatchError, patch, save_network_pkl
 from plugin.hosts.embedded.augment import AugmentPipe
-from plugin.hosts.embedded.networks import Generator
+from plugin.hosts.embedded.networks import Discriminator, Generator
 
 CHECKOUT = os.environ.get('COCKTAIL_TEST_HOST')
 
@@ -81,7 +81,7 @@ def test_resume_restores_kimg_and_augment_p_and_undo_restores_the_loop(stand_in,
     assert mod.training_loop is original
 
 
-def test_widened_mapping_copy_works_where_the_host_copy_fails(stand_in):
+def test_widened_copy_preserves_the_source_where_the_host_copy_fails(stand_in):
     mod = load_module(stand_in, 'legacy_loop_b')
     torch.manual_seed(0)
     uncond, cond = Generator(**small_G_kwargs()), Generator(**small_G_kwargs(c_dim=3))
@@ -89,10 +89,42 @@ def test_widened_mapping_copy_works_where_the_host_copy_fails(stand_in):
         mod.training_loop(G=cond, src=uncond)
     with patch(training_loop_module=mod, features=['cond_copy']):
         mod.training_loop(G=cond, src=uncond)
-    w_src, w_dst = uncond.mapping.fc0.weight, cond.mapping.fc0.weight
-    assert w_dst.shape[1] > w_src.shape[1]
-    assert torch.equal(w_dst[:, :w_src.shape[1]], w_src)            # the overlapping slice is the source's
+    # Function-preserving: every class of the widened run draws what the source draws.
+    z = torch.randn(4, uncond.z_dim)
+    with torch.no_grad():
+        want = uncond(z, None, noise_mode='const')
+        for k in range(3):
+            got = cond(z, torch.eye(3)[[k] * 4], noise_mode='const')
+            assert torch.allclose(got, want, atol=1e-5), k
     assert torch.equal(cond.synthesis.b4.conv1.weight, uncond.synthesis.b4.conv1.weight)
+
+
+def test_widened_copy_preserves_the_discriminator(stand_in):
+    mod = load_module(stand_in, 'legacy_loop_d')
+    torch.manual_seed(0)
+    uncond, cond = Discriminator(**small_D_kwargs()), Discriminator(**small_D_kwargs(c_dim=3))
+    with patch(training_loop_module=mod, features=['cond_copy']):
+        mod.training_loop(G=cond, src=uncond)
+    img = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        want = uncond(img, None)
+        for k in range(3):
+            assert torch.allclose(cond(img, torch.eye(3)[[k] * 4]), want, atol=1e-5), k
+
+
+def test_any_other_shape_difference_is_a_one_line_error_not_a_slice(stand_in):
+    mod = load_module(stand_in, 'legacy_loop_e')
+    narrow = Generator(**small_G_kwargs())
+    wide = Generator(**small_G_kwargs(synthesis_kwargs=dict(channel_base=256, channel_max=32, conv_clamp=256,
+                                                            architecture='skip')))
+    before = wide.synthesis.b4.conv1.weight.clone()
+    with patch(training_loop_module=mod, features=['cond_copy']):
+        with pytest.raises(PatchError, match=r'another architecture .*tensor shapes differ: .*synthesis'):
+            mod.training_loop(G=wide, src=narrow)
+        more = Generator(**small_G_kwargs(c_dim=3))
+        with pytest.raises(PatchError, match='classes are never dropped'):
+            mod.training_loop(G=Generator(**small_G_kwargs(c_dim=2)), src=more)
+    assert torch.equal(wide.synthesis.b4.conv1.weight, before)          # nothing half-copied
 
 
 def test_device_patch_runs_a_cuda_only_loop_on_the_cpu(stand_in):
