@@ -58,7 +58,8 @@ def train_plain(flags):
     from plugin import launch, run_options
     for method in METHODS:
         for name in method.FLAG_NAMES:
-            if flags.pop(name) not in (None, False, []):
+            value = flags.pop(name)
+            if value is not None and value is not False and value != []:      # a 0 given is given
                 raise run_options.UserError(f'--{name.replace("_", "-")} needs --{method.SELECTOR}')
     if flags.pop('baseline') not in (None, 'none'):
         raise run_options.UserError('--baseline needs --cocktail or --mine')

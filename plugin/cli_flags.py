@@ -35,7 +35,9 @@ HOST_FLAGS = [
     click.option('--subset', type=int, metavar='INT', help='Train with only N images [default: all]'),
     click.option('--mirror', type=bool, metavar='BOOL', help='Enable dataset x-flips [default: false]'),
     click.option('--cfg', type=click.Choice(['auto', 'stylegan2', 'paper256', 'paper512', 'paper1024', 'cifar',
-                                            'tiny']), help='Base config [default: auto]'),
+                                            'tiny', 'resume']),
+                 help='Base config; resume: G and D as in the --resume pickle (what auto does with a --resume '
+                      'pickle) [default: auto]'),
     click.option('--gamma', type=float, help='Override R1 gamma'),
     click.option('--kimg', type=int, help='Override training duration'),
     click.option('--batch', type=int, help='Override batch size'),

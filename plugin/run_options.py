@@ -28,8 +28,17 @@ CFG_SPECS = {
     'tiny':      dict(ref_gpus=-1, kimg=200,    mb=16, mbstd=4,  fmaps=-1,  lrate=0.0025, gamma=-1,   ema=-1,  ramp=0.05, map=2,
                       zdim=64, cmax=32),
 }
+# Defaults of host flags that the plugin's methods read too (one place; 0 given is 0).
+HOST_DEFAULTS = dict(gpus=1, snap=50, seed=0)
 AUGMENTS = ('noaug', 'ada', 'fixed')
 METRICS = ()          # offline metrics arrive with the evaluation work; 'none' is always accepted
+
+
+def flag(flags, name, defaults=HOST_DEFAULTS):
+    """A flag's value, or its default when it was not given (None). Never ``value or default``:
+    a 0 given on the command line stays 0."""
+    value = flags.get(name)
+    return defaults[name] if value is None else value
 
 
 def build(flags):
@@ -38,19 +47,27 @@ def build(flags):
     With a host checkout active, its own train.py option handling builds the options where it
     can (a fork's changed defaults are then honoured); the plugin's flags apply on top."""
     f = EasyDict({k: v for k, v in flags.items()})
-    if f.get('resume'):
+    if f.get('resume') and f.resume != 'noresume':
         f.resume = resolve_resume(f.resume)
+    networks = _resume_networks(f)
+    if networks is not None:
+        f.cfg = 'auto'                  # training hyperparameters as auto; G and D from the pickle
     host_options = getattr(active_host(), 'training_options', None)
     built = host_options(f) if host_options is not None else None
     if built is not None:
         desc, args = built
         args = EasyDict(args)
+        if networks is not None:
+            _use_resume_networks(args, networks, args.training_set_kwargs.resolution)
         _performance(f, args)
         return desc, args
     args = EasyDict()
     desc = _general(f, args)
     desc = _dataset(f, args, desc)
     desc = _base_config(f, args, desc)
+    if networks is not None:
+        desc = desc.replace('-auto', '-resume', 1)
+        _use_resume_networks(args, networks, args.training_set_kwargs.resolution)
     desc = _overrides(f, args, desc)
     desc = _augmentation(f, args, desc)
     desc = _transfer(f, args, desc)
@@ -59,11 +76,11 @@ def build(flags):
 
 
 def _general(f, args):
-    gpus = 1 if f.get('gpus') is None else f.gpus
+    gpus = flag(f, 'gpus')
     if not (gpus >= 1 and gpus & (gpus - 1) == 0):
         raise UserError('--gpus must be a power of two')
     args.num_gpus = gpus
-    snap = 50 if f.get('snap') is None else f.snap
+    snap = flag(f, 'snap')
     if snap < 1:
         raise UserError('--snap must be at least 1')
     args.image_snapshot_ticks = args.network_snapshot_ticks = snap
@@ -72,7 +89,7 @@ def _general(f, args):
     if bad:
         raise UserError(f'--metrics: {", ".join(bad)} not available offline; use --metrics=none')
     args.metrics = metrics
-    args.random_seed = 0 if f.get('seed') is None else f.seed
+    args.random_seed = flag(f, 'seed')
     return ''
 
 
@@ -114,6 +131,51 @@ def _dataset(f, args, desc):
     args._resolution = ds.resolution
     ds.close()
     return desc
+
+
+def _resume_networks(f):
+    """(G kwargs, D kwargs, pickle) of the --resume pickle when the networks are to be built from
+    it: ``--cfg resume``, or ``--cfg auto`` (the default) with a --resume pickle (said in the
+    log). Else None: the networks come from the config, as in the host."""
+    cfg = f.get('cfg') or 'auto'
+    resume = f.get('resume')
+    if cfg == 'resume' and (not resume or resume == 'noresume'):
+        raise UserError('--cfg resume builds G and D from the --resume pickle: give --resume PKL')
+    if cfg not in ('resume', 'auto') or not resume or resume == 'noresume':
+        return None
+    from .persistence import constructor_kwargs
+    from .pickles import load_network_pkl
+    data = load_network_pkl(resume)
+    G, D = data.get('G_ema') or data.get('G'), data.get('D')
+    if G is None or D is None:
+        raise UserError(f'--cfg {cfg}: {resume} holds no G/G_ema and D to build the networks from')
+    G_kwargs, D_kwargs = _easy(constructor_kwargs(G)), _easy(constructor_kwargs(D))
+    if 'synthesis_kwargs' not in G_kwargs or 'epilogue_kwargs' not in D_kwargs:
+        raise UserError(f'--cfg {cfg}: {resume} holds a {type(G).__name__}, not a StyleGAN2 generator; continue '
+                        'a plugin method\'s result with its own method')
+    if cfg == 'auto':
+        print(f'--cfg auto with --resume {resume}: G and D are built from the pickle\'s own kwargs (as --cfg resume)')
+    return G_kwargs, D_kwargs, resume
+
+
+def _easy(obj):
+    if isinstance(obj, dict):
+        return EasyDict({k: _easy(v) for k, v in obj.items()})
+    return [_easy(v) for v in obj] if isinstance(obj, list) else obj
+
+
+def _use_resume_networks(args, networks, resolution):
+    """The run's G_kwargs and D_kwargs become the pickle's; the loop supplies c_dim (--cond widens
+    an unconditional pickle at resume), resolution and channels, as for any config."""
+    G_kwargs, D_kwargs, path = networks
+    if G_kwargs.get('img_resolution') != resolution:
+        raise UserError(f'--resume {path} generates {G_kwargs.get("img_resolution")}px images, the data is '
+                        f'{resolution}px')
+    for kw in (G_kwargs, D_kwargs):
+        for key in ('c_dim', 'img_resolution', 'img_channels'):
+            kw.pop(key, None)
+    D_kwargs.setdefault('block_kwargs', EasyDict())          # --freezed writes into it
+    args.G_kwargs, args.D_kwargs = G_kwargs, D_kwargs
 
 
 def _base_config(f, args, desc):
@@ -185,8 +247,8 @@ def _overrides(f, args, desc):
         if not (f.batch_gpu >= 1 and args.batch_size % (f.batch_gpu * args.num_gpus) == 0):
             raise UserError('--batch-gpu must divide --batch / --gpus')
         args.batch_gpu = f.batch_gpu
-    mbstd = args.D_kwargs.epilogue_kwargs.mbstd_group_size
-    if args.batch_gpu % min(mbstd, args.batch_gpu):
+    mbstd = args.D_kwargs.epilogue_kwargs.get('mbstd_group_size')     # None: no grouping constraint
+    if mbstd and args.batch_gpu % min(mbstd, args.batch_gpu):
         raise UserError(f'the per-GPU batch ({args.batch_gpu}) must be a multiple of the minibatch-stddev group '
                         f'({mbstd}); change --batch')
     return desc

@@ -166,3 +166,43 @@ def test_an_unconditional_pickle_resumes_into_a_conditional_run(tmp_path):
     img = src(z, None, noise_mode='const')
     D_src = load_network_pkl(source)['D'].eval()
     assert torch.allclose(run.D.eval()(img, c), D_src(img, None), atol=1e-4)
+
+
+@pytest.mark.parametrize('cfg', [None, 'resume'])
+def test_cfg_resume_builds_the_networks_of_a_non_auto_pickle(tmp_path, cfg, capsys):
+    """The shipped sources are not at the auto config (64-dim z, 32 channels): --cfg resume, and
+    auto with a --resume pickle (said in the log), build G and D from the pickle's own kwargs;
+    --cond 1 widens them as for any resume, so every class starts as the source."""
+    from plugin.easydict import EasyDict
+    from plugin.hosts.embedded.training_loop import DEFAULTS, TrainingRun
+    from plugin.persistence import constructor_kwargs
+    source = str(REPO / 'plugin' / 'assets' / 'sources' / 'rings.pkl')
+    data = write_domains_zip(tmp_path / 'rt.zip', ['rings', 'triangles'], count=16, resolution=32)
+    flags = dict(data=str(data), cond=True, batch=8, resume=source, device='cpu')
+    desc, args = run_options.build(dict(flags, cfg=cfg) if cfg else flags)
+    assert '-resume' in desc
+    if cfg is None:
+        assert 'G and D are built from the pickle' in capsys.readouterr().out
+    src = load_network_pkl(source)
+    G_kw = {k: v for k, v in constructor_kwargs(src['G_ema']).items() if k not in ('c_dim', 'img_resolution',
+                                                                                   'img_channels')}
+    assert args.G_kwargs == G_kw and args.D_kwargs.channel_base == 1024 and args.loss_kwargs.r1_gamma > 0
+    args.run_dir = str(tmp_path / 'run')
+    run = TrainingRun(EasyDict({**DEFAULTS, **args}))
+    run.setup()
+    G = src['G_ema'].eval()
+    z = torch.randn([4, G.z_dim])
+    for k in range(2):
+        c = torch.nn.functional.one_hot(torch.full([4], k), 2).float()
+        torch.testing.assert_close(run.G_ema.eval()(z, c, noise_mode='const'), G(z, None, noise_mode='const'),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_cfg_resume_errors(tmp_path, data16):
+    with pytest.raises(run_options.UserError, match='give --resume'):
+        run_options.build(dict(TINY, data=str(data16), cfg='resume'))
+    source = str(REPO / 'plugin' / 'assets' / 'sources' / 'rings.pkl')       # 32 px, the data 16 px
+    with pytest.raises(run_options.UserError, match='32px'):
+        run_options.build(dict(TINY, data=str(data16), cfg='resume', resume=source))
+    _, args = run_options.build(dict(TINY, data=str(data16), resume=source, cfg='stylegan2'))   # an explicit
+    assert args.G_kwargs.z_dim == 512                                                   # config keeps its networks

@@ -100,7 +100,7 @@ def train(task, z_dim, device, kimg, batch=16, lr=1e-3, image_weight=1.0, seed=0
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
     g = torch.Generator().manual_seed(seed)
     total = int(kimg * 1000)
-    tick = int((tick_kimg or max(kimg / 10, 0.001)) * 1000)
+    tick = int((max(kimg / 10, 0.001) if tick_kimg is None else tick_kimg) * 1000)
     history, seen, next_tick, t0 = [], 0, 0, time.time()
     task.encoder.train()
     while seen < total:

@@ -5,6 +5,7 @@ import click
 
 from training_ext.common.stages import pipeline_dir, read_pipeline_state, resume_source_or_pipeline, source_names
 
+from .defaults import DEFAULTS
 from .latent_gan import LOSSES
 from .pipeline import BypassError, BypassPipeline, parse_mode
 
@@ -17,15 +18,16 @@ FLAGS = [
                       'frozen upper blocks'),
     click.option('--bypass-res', type=int, metavar='RES', help='Same as --bypass RES'),
     click.option('--encoder-kimg', type=float, metavar='KIMG',
-                 help='Generated kimg to train the encoder (or adapter) on [default: 20]'),
+                 help=f'Generated kimg to train the encoder (or adapter) on [default: {DEFAULTS["encoder_kimg"]}]'),
     click.option('--latent-loss', type=click.Choice(LOSSES),
-                 help='Loss of the bypass GAN [default: wgangp for w/wplus, ns (+R1, --gamma) for RES]'),
+                 help='Loss of the bypass GAN [default: {latent} for w/wplus, {partial} (+R1, --gamma) for RES]'
+                      .format(**DEFAULTS['latent_loss'])),
 ]
 
 
 def selected(flags):
     """--bypass/--bypass-res, or --resume naming a bypass pipeline's directory."""
-    if flags.get('bypass') or flags.get('bypass_res'):
+    if flags.get('bypass') or flags.get('bypass_res') is not None:
         return True
     state = read_pipeline_state(flags.get('resume'))
     return state is not None and state.get('method') == BypassPipeline.method
@@ -34,7 +36,7 @@ def selected(flags):
 def run(flags, log=print):
     """Run a bypass pipeline. ``--resume`` is the source pickle, or an interrupted pipeline's
     directory to continue (its source and mode are read from it)."""
-    if flags.get('bypass_res'):
+    if flags.get('bypass_res') is not None:
         if flags.get('bypass') not in (None, str(flags['bypass_res'])):
             raise BypassError('give either --bypass or --bypass-res')
         flags['bypass'] = str(flags['bypass_res'])

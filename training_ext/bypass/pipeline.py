@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from plugin import run_options
 from plugin.hosts import active_host
 from plugin.images import save_image_grid
 from plugin.persistence import constructor_kwargs
@@ -27,6 +28,7 @@ from training_ext.common.source_pickles import load_source
 from training_ext.common.stages import StageError, StagePipeline
 
 from . import autoencoder, latent_cache
+from .defaults import DEFAULTS, option
 from .encoders import ImageEncoder
 from .latent_gan import LOSSES, LatentGANTrainer
 from .networks import BypassDiscriminator, BypassGenerator, LatentCritic, SplitDiscriminator
@@ -86,7 +88,7 @@ class BypassPipeline(StagePipeline):
         self.source_path = source
         self.device = torch.device('cuda' if flags.get('device') in (None, 'auto') and torch.cuda.is_available()
                                    else ('cpu' if flags.get('device') in (None, 'auto') else flags['device']))
-        self.seed = int(flags.get('seed') or 0)
+        self.seed = int(run_options.flag(flags, 'seed'))
 
     # -- inputs -----------------------------------------------------------------------------------
     def load_inputs(self):
@@ -143,8 +145,9 @@ class BypassPipeline(StagePipeline):
             module.load_state_dict(load_tensors_file(state_path))
             self.log(f'[{name}] done before, reusing {state_path}')
         else:
-            kimg = self.flags.get('encoder_kimg')
-            kimg = 20 if kimg is None else kimg
+            kimg = option(self.flags, 'encoder_kimg')
+            if kimg < 0:
+                raise BypassError(f'--encoder-kimg must be >= 0, got {kimg}')
             self.log(f'[{name}] training the {"encoder" if self.split_D is None else "adapter"} on {kimg} kimg '
                      'of generated images')
             t0 = time.time()
@@ -195,10 +198,14 @@ class BypassPipeline(StagePipeline):
     def build_trainer(self, latents):
         f = self.flags
         partial = self.split_D is not None
-        loss = f.get('latent_loss') or ('ns' if partial else 'wgangp')
+        mode = 'partial' if partial else 'latent'
+        loss = option(f, 'latent_loss', mode)
         if loss not in LOSSES:
             raise BypassError(f'--latent-loss must be one of {", ".join(LOSSES)}')
-        batch = f.get('batch') or (32 if partial else 128)
+        batch = option(f, 'batch', mode)
+        if batch < 1:
+            raise BypassError(f'--batch must be at least 1, got {batch}')
+        gamma = option(f, 'gamma')
         if partial:
             G = copy.deepcopy(self.G_src).train()
             self.result_G = G
@@ -206,7 +213,7 @@ class BypassPipeline(StagePipeline):
             D = self.split_D.train()
             return LatentGANTrainer(low, D, low.trainable_parameters(), D.trainable_parameters(), latents,
                                     G.z_dim, self.device, loss=loss, batch=batch, seed=self.seed,
-                                    critic=D.critic, r1_gamma=f.get('gamma') if f.get('gamma') is not None else 1.0)
+                                    critic=D.critic, r1_gamma=gamma)
         shape = list(latents.shape[1:])
         self.result_G = BypassGenerator(source_kwargs=constructor_kwargs(self.G_src),
                                         latent_kwargs=dict(z_dim=LATENT_Z_DIM, mode=self.mode)).to(self.device)
@@ -219,7 +226,7 @@ class BypassPipeline(StagePipeline):
         self.critic = critic
         return LatentGANTrainer(gen, critic, gen.parameters(), critic.parameters(), latents, LATENT_Z_DIM,
                                 self.device, loss=loss, batch=batch, seed=self.seed,
-                                r1_gamma=f.get('gamma') if f.get('gamma') is not None else 1.0)
+                                r1_gamma=gamma)
 
     def result_networks(self, trainer):
         """(G, G_ema, D) of the result pickle, on the CPU."""
@@ -247,9 +254,16 @@ class BypassPipeline(StagePipeline):
             return done['output']
         f = self.flags
         trainer = self.build_trainer(latents)
-        kimg = f.get('kimg') or (100 if self.split_D is not None else 2000)
-        tick_kimg = f.get('tick') or max(kimg / 20, 0.001)
-        snap = f.get('snap') or 5
+        kimg = option(f, 'kimg', 'partial' if self.split_D is not None else 'latent')
+        tick_kimg = f.get('tick')
+        if tick_kimg is None:
+            tick_kimg = max(kimg * DEFAULTS['tick_fraction'], 0.001)
+        snap = option(f, 'snap')
+        if kimg < 0 or not tick_kimg > 0 or snap < 1:
+            raise BypassError(f'--kimg must be >= 0, --tick positive and --snap at least 1 (got {kimg}, {tick_kimg}, '
+                              f'{snap})')
+        if kimg == 0:
+            self.log(f'[{name}] --kimg 0: the bypass GAN is not trained (snapshot of its initial state)')
         state_path = self.path(name, 'state.pt')
         os.makedirs(self.path(name), exist_ok=True)
         if os.path.isfile(state_path):

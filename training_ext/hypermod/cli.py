@@ -10,6 +10,7 @@ import click
 from plugin import launch
 from training_ext.common.stages import resume_source_or_pipeline, source_names
 
+from .defaults import DEFAULT_SELF_INIT_KIMG, DEFAULTS
 from .networks import INITS
 from .pipeline import HypermodError, HypermodPipeline
 
@@ -18,13 +19,15 @@ FLAG_NAMES = ('hyper', 'hyper_rank', 'hyper_init', 'self_init_kimg', 'contrastiv
 FLAGS = [
     click.option('--hyper', is_flag=True, default=False,
                  help='Hyper-modulation: make the unconditional --resume PKL class-conditional on --data (--cond 1)'),
-    click.option('--hyper-rank', type=int, metavar='INT', help='Rank of the gamma/beta heads; 0 = full [default: 8]'),
+    click.option('--hyper-rank', type=int, metavar='INT', help=f'Rank of the gamma/beta heads; 0 = full [default: {DEFAULTS["hyper_rank"]}]'),
     click.option('--hyper-init', type=click.Choice(list(INITS)),
-                 help='source: heads start reproducing the source; reference: the paper\'s [default: source]'),
+                 help='source: heads start reproducing the source; reference: the paper\'s '
+                      f'[default: {DEFAULTS["hyper_init"]}]'),
     click.option('--self-init-kimg', type=float, metavar='KIMG',
-                 help='kimg of self-initialisation (no real data) [default: 0 with --hyper-init source, 20 with reference]'),
+                 help='kimg of self-initialisation (no real data) [default: '
+                      + ', '.join(f'{k:g} with --hyper-init {i}' for i, k in DEFAULT_SELF_INIT_KIMG.items()) + ']'),
     click.option('--contrastive-weight', type=float, metavar='FLOAT',
-                 help='Weight of the Barlow Twins term in D\'s loss [default: 0.01]'),
+                 help=f'Weight of the Barlow Twins term in D\'s loss [default: {DEFAULTS["contrastive_weight"]:g}]'),
 ]
 
 

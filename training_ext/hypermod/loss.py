@@ -7,7 +7,7 @@ L1 distance between their outputs (features and RGB). D phases and regularisers 
 
 ``HypermodLoss``: the host's StyleGAN2 loss plus, in D's main phase only, a Barlow Twins term
 on D's penultimate features of two augmented views of the real images (BatchNorm without
-affine, off-diagonal weight 5e-3), weighted by ``contrastive_weight`` (default 0.01).
+affine, off-diagonal weight 5e-3), weighted by ``contrastive_weight`` (defaults.py).
 """
 import math
 import warnings
@@ -17,7 +17,9 @@ import torch.nn.functional as F
 
 from plugin.hosts import active_host, report
 from plugin.pickles import load_network_pkl
-from training_ext.common.loss_wrapper import WrappedLoss
+from training_ext.common.loss_wrapper import WrappedLoss, backward_synced, unwrap
+
+from .defaults import DEFAULTS
 
 
 def block_outputs(synthesis_net, ws, **kwargs):
@@ -45,6 +47,7 @@ def block_l1(a, b):
 def self_init_distance(mapping, synthesis, source, z, c):
     """The self-initialisation loss of a hyper generator (``mapping``, ``synthesis``) towards
     the frozen ``source`` generator for latents z and labels c: differentiable in the former."""
+    mapping, synthesis = unwrap(mapping), unwrap(synthesis)     # DDP-wrapped in a multi-process host loop
     with torch.no_grad():
         target = block_outputs(source.synthesis, source.mapping(z, c[:, :0]), noise_mode='const')
     ws = mapping(z, c)
@@ -69,7 +72,7 @@ class SelfInitLoss:
         loss = self_init_distance(self.G_mapping, self.G_synthesis, self.source, gen_z, gen_c)
         report('Loss/G/loss', loss)
         report('Hypermod/self_init_l1', loss)
-        loss.mul(gain).backward()
+        backward_synced(loss.mul(gain), [self.G_mapping, self.G_synthesis])
 
 
 # -- the contrastive term ---------------------------------------------------------------------------
@@ -117,10 +120,11 @@ def barlow_twins(f1, f2, offdiag_weight=5e-3):
 
 
 class HypermodLoss(WrappedLoss):
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, contrastive_weight=0.01,
+    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None,
+                 contrastive_weight=DEFAULTS['contrastive_weight'],
                  offdiag_weight=5e-3, **loss_kwargs):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
-        if contrastive_weight and not hasattr(D, 'features'):
+        if contrastive_weight and not hasattr(unwrap(D), 'features'):
             raise ValueError('the contrastive term needs a discriminator with features(img) (HyperDiscriminator)')
         if not (contrastive_weight >= 0 and math.isfinite(contrastive_weight)):
             raise ValueError(f'contrastive weight must be >= 0, got {contrastive_weight}')
@@ -130,7 +134,7 @@ class HypermodLoss(WrappedLoss):
         super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
         if phase in ('Dmain', 'Dboth') and self.contrastive_weight > 0 and real_img.shape[0] > 1:
             real = real_img.detach()
-            loss = barlow_twins(self.D.features(random_views(real)), self.D.features(random_views(real)),
-                                self.offdiag_weight)
+            D = unwrap(self.D)                  # DDP-wrapped in a multi-process host loop
+            loss = barlow_twins(D.features(random_views(real)), D.features(random_views(real)), self.offdiag_weight)
             report('Hypermod/contrastive', loss)
-            loss.mul(self.contrastive_weight * gain).backward()
+            backward_synced(loss.mul(self.contrastive_weight * gain), [self.D])

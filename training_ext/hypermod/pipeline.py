@@ -18,21 +18,17 @@ import os
 
 import torch
 
+from plugin import run_options
 from plugin.persistence import constructor_kwargs as module_kwargs
 from plugin.pickles import load_network_pkl, save_network_pkl
 from training_ext.common.source_pickles import load_source, open_target
 from training_ext.common.stages import StageError, StagePipeline
 
+from .defaults import DEFAULT_SELF_INIT_KIMG, option
 from .networks import discriminator_from_source, hyper_from_source
 
 SELF_INIT_LOSS = 'training_ext.hypermod.loss.SelfInitLoss'
 HYPERMOD_LOSS = 'training_ext.hypermod.loss.HypermodLoss'
-DEFAULT_RANK = 8                 # see bench/bench_hypermod.py and the package docstring
-# Self-initialisation kimg by head init: 'source' heads already reproduce the source (measured
-# 1.5e-7 mean |hyper - source|), which self-initialisation can only perturb (Adam's steps on
-# near-zero L1 gradients: 1e-2..8e-2 after 150 steps); the paper's 'reference' init needs it.
-DEFAULT_SELF_INIT_KIMG = dict(source=0, reference=20)
-DEFAULT_FREEZED = 1              # the reference freezes D's fromRGB layer
 
 
 class HypermodError(ValueError):
@@ -60,6 +56,8 @@ class HypermodPipeline(StagePipeline):
         init = self.initial_pickle()
         kimg = self.flags.get('self_init_kimg')
         kimg = DEFAULT_SELF_INIT_KIMG[self.G_kwargs['init']] if kimg is None else kimg
+        if kimg < 0 or option(self.flags, 'kimg') < 0:
+            raise HypermodError('--self-init-kimg and --kimg must be >= 0')
         start = self.self_initialise(init, kimg)
         final = self.conditional(start)
         self.log(f'Final pickle: {final}')
@@ -83,18 +81,18 @@ class HypermodPipeline(StagePipeline):
     # -- networks ---------------------------------------------------------------------------------
     def _hyper_options(self):
         f = self.flags
-        rank = DEFAULT_RANK if f.get('hyper_rank') is None else f.hyper_rank
+        rank = option(f, 'hyper_rank')
         if rank < 0:
             raise HypermodError(f'--hyper-rank must be 0 (full heads) or positive, got {rank}')
-        return dict(rank=rank, init=f.get('hyper_init') or 'source')
+        return dict(rank=rank, init=option(f, 'hyper_init'))
 
     def initial_pickle(self):
         out = self.path('stage0-init', 'init.pkl')
         if not os.path.isfile(out):
-            freezed = self.flags.get('freezed')
+            freezed = option(self.flags, 'freezed')
             G = hyper_from_source(self.source['G_ema'], self.num_classes, **self._hyper_options())
             D = discriminator_from_source(self.source['D'], self.num_classes,
-                                          DEFAULT_FREEZED if freezed is None else freezed)
+                                          freezed)
             save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=copy.deepcopy(G)), out)
         # Every stage builds the networks of the initial pickle (a resumed pipeline too, whatever
         # its flags say now), from their constructor kwargs.
@@ -125,7 +123,7 @@ class HypermodPipeline(StagePipeline):
             data = load_network_pkl(trained)
             H = data['G']                       # the trained weights, not their running average
             H.copy_class(0)
-            errors = self_init_error(H, self.source['G_ema'], seed=self.flags.get('seed') or 0)
+            errors = self_init_error(H, self.source['G_ema'], seed=run_options.flag(self.flags, 'seed'))
             self.log(f'[stage2-init] after {kimg:g} kimg of self-initialisation: mean |hyper - source| per class '
                      '(images in [-1, 1]): ' + ', '.join(f'{e:.2e}' for e in errors))
             save_network_pkl(dict(training_set_kwargs=None, G=H, D=data['D'], G_ema=copy.deepcopy(H)), out)
@@ -134,9 +132,12 @@ class HypermodPipeline(StagePipeline):
 
     def conditional(self, start):
         f = self.flags
-        weight = f.get('contrastive_weight')
-        loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=0.01 if weight is None else weight)
-        args = self._stage('stage2-cond', f.get('kimg') or 1000, start, data=f.data, loss_kwargs=loss)
+        kimg = option(f, 'kimg')
+        if kimg == 0:
+            self.log(f'[stage2-cond] --kimg 0: no conditional training; the result is {start} (every class the source)')
+            return start
+        loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=option(f, 'contrastive_weight'))
+        args = self._stage('stage2-cond', kimg, start, data=f.data, loss_kwargs=loss)
         return self.train('stage2-cond', args)
 
 

@@ -9,25 +9,31 @@ import torch
 import torch.nn.functional as F
 
 from plugin.hosts import report
-from training_ext.common.loss_wrapper import WrappedLoss
+from training_ext.common.loss_wrapper import WrappedLoss, backward_synced, unwrap
+
+from .defaults import DEFAULTS
 
 
 class MiningLoss(WrappedLoss):
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, selector_weight=1.0, **loss_kwargs):
+    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None,
+                 selector_weight=DEFAULTS['selector_weight'], **loss_kwargs):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         self.G_mapping, self.G_synthesis, self.D = G_mapping, G_synthesis, D
         self.selector_weight = selector_weight
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
-        selector = getattr(self.G_mapping, 'selector', None)
+        # The networks may come DDP-wrapped (a real host's multi-process loop): the selector is
+        # an attribute of the wrapped MinedMapping, not of the wrapper.
+        selector = getattr(unwrap(self.G_mapping), 'selector', None)
         if phase in ('Gmain', 'Gboth') and selector is not None and self.selector_weight > 0:
             self.train_selector(selector, gen_z, gen_c, gain)
 
     def train_selector(self, selector, z, c, gain):
-        n = len(self.G_mapping.mappings)
+        mapping, synthesis, D = unwrap(self.G_mapping), unwrap(self.G_synthesis), unwrap(self.D)
+        n = len(mapping.mappings)
         with torch.no_grad():
-            scores = torch.cat([self.D(self.G_synthesis(self.G_mapping(z, c, select=j)), c) for j in range(n)], 1)
+            scores = torch.cat([D(synthesis(mapping(z, c, select=j)), c) for j in range(n)], 1)
             target = scores.argmax(1)
         logits = selector(z)
         loss = F.cross_entropy(logits, target)
@@ -36,4 +42,4 @@ class MiningLoss(WrappedLoss):
         for j in range(n):
             report(f'Mining/select/{j}', probs[:, j])
             report(f'Mining/pseudo/{j}', (target == j).float())
-        loss.mul(self.selector_weight * gain).backward()
+        backward_synced(loss.mul(self.selector_weight * gain), [self.G_mapping])

@@ -44,9 +44,12 @@ class Miner(torch.nn.Module):
             raise ValueError(f"miner init must be 'identity' or 'default', got {init!r}")
         if init == 'identity' and in_dim != out_dim:
             raise ValueError('an identity-initialised miner needs equal input and output widths')
+        hidden = out_dim if hidden is None else hidden
+        if hidden < 1:
+            raise ValueError(f'a miner needs at least one hidden unit, got {hidden}')
         self.residual = init == 'identity'
-        self.fc1 = torch.nn.Linear(in_dim, hidden or out_dim)
-        self.fc2 = torch.nn.Linear(hidden or out_dim, out_dim)
+        self.fc1 = torch.nn.Linear(in_dim, hidden)
+        self.fc2 = torch.nn.Linear(hidden, out_dim)
         if self.residual:
             torch.nn.init.zeros_(self.fc2.weight)
             torch.nn.init.zeros_(self.fc2.bias)
@@ -69,6 +72,17 @@ class Selector(torch.nn.Module):
 
     def forward(self, z):
         return self.net(z)
+
+
+def _in_graph(module):
+    """0 * (sum of the module's trainable parameters), to add to an output: parameters that a
+    batch did not use (a source no sample chose, the selector, whose choice is detached) stay in
+    the autograd graph with a zero gradient, which the host's multi-process loop needs (its
+    DistributedDataParallel runs without unused-parameter detection and fails otherwise)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params or not torch.is_grad_enabled():
+        return 0
+    return sum(p.sum() for p in params) * 0
 
 
 # MinedMapping -> (c, choice) of its last sampled call, for the style-mixing call that follows.
@@ -139,6 +153,7 @@ class MinedMapping(torch.nn.Module):
                 out = out.index_put((idx,), torch.nn.functional.pad(
                     self._one(j, z[idx], cj, truncation_psi, truncation_cutoff, **kwargs),
                     [0, self.w_dim - self.w_dims[j]]))
+        out = out + _in_graph(self)
         out[:, :, -1] = select.to(out.dtype).unsqueeze(1)
         return out
 
@@ -173,7 +188,7 @@ class MinedSynthesis(torch.nn.Module):
             if img is None:
                 img = torch.zeros([ws.shape[0], *part.shape[1:]], device=part.device, dtype=part.dtype)
             img = img.index_put((idx,), part)
-        return img
+        return img + _in_graph(self)
 
 
 @persistent_class(None)

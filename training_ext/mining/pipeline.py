@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from plugin import run_options
 from plugin.persistence import constructor_kwargs as module_kwargs
 from plugin.pickles import load_network_pkl, load_tensors, save_network_pkl
 from plugin.plots import line_plot
@@ -20,6 +21,7 @@ from training_ext.common.freezing import mask_buffer_name
 from training_ext.common.source_pickles import check_same_resolution, load_source, open_target, source_labels
 from training_ext.common.stages import StageError, StagePipeline
 
+from .defaults import option
 from .miner import MinedGenerator, mined_from_sources
 from .sparse import channel_scores, select_channels
 
@@ -45,9 +47,10 @@ class MiningPipeline(StagePipeline):
         f = self.flags
         self.sources = self.load_sources(f.mine)
         self.check_target()
-        baseline = f.get('baseline') or 'none'
+        baseline = option(f, 'baseline')
         if baseline not in BASELINES:
             raise MiningError(f'--baseline for mining must be one of {", ".join(BASELINES)}')
+        self.check_numbers(baseline)
         if baseline != 'none':
             final = self.baseline(baseline)
         else:
@@ -57,6 +60,25 @@ class MiningPipeline(StagePipeline):
         self.write_selector_report()
         self.log(f'Final pickle: {final}')
         return final
+
+    def check_numbers(self, baseline):
+        """Numeric flags: 0 means 0 (a stage skipped, said in the log) or a one-line error."""
+        f = self.flags
+        mine_kimg, kimg, weight = option(f, 'mine_kimg'), option(f, 'kimg'), option(f, 'selector_weight')
+        if mine_kimg < 0 or kimg < 0:
+            raise MiningError('--mine-kimg and --kimg must be >= 0')
+        if not weight >= 0:
+            raise MiningError(f'--selector-weight must be >= 0, got {weight}')
+        if f.get('sparse') is not None and not 0 < f.sparse <= 1:
+            raise MiningError(f'--sparse must be in (0, 1], got {f.sparse}')
+        if baseline != 'none':
+            if kimg == 0:
+                raise MiningError(f'--kimg 0 with --baseline {baseline}: the baseline would not train at all')
+            return
+        if mine_kimg == 0 and kimg == 0:
+            raise MiningError('--mine-kimg 0 and --kimg 0: nothing to train')
+        if weight == 0 and len(f.mine) > 1:
+            self.log('--selector-weight 0: the selector is not trained (it keeps choosing the sources uniformly)')
 
     # -- inputs -----------------------------------------------------------------------------------
     def load_sources(self, paths):
@@ -74,14 +96,14 @@ class MiningPipeline(StagePipeline):
         f = self.flags
         gens = [module_kwargs(s['G_ema']) for s in self.sources]        # precision: see network_kwargs
         return dict(class_name='training_ext.mining.miner.MinedGenerator', generators=gens,
-                    space=f.get('mine_space') or 'z', miner_init=f.get('miner_init') or 'identity', train=train)
+                    space=option(f, 'mine_space'), miner_init=option(f, 'miner_init'), train=train)
 
     def initial_pickle(self):
         out = self.path('stage0-init', 'init.pkl')
         if not os.path.isfile(out):
             f = self.flags
-            M = mined_from_sources([s['G_ema'] for s in self.sources], space=f.get('mine_space') or 'z',
-                                   miner_init=f.get('miner_init') or 'identity', train='miner')
+            M = mined_from_sources([s['G_ema'] for s in self.sources], space=option(f, 'mine_space'),
+                                   miner_init=option(f, 'miner_init'), train='miner')
             D = self.sources[0]['D']
             save_network_pkl(dict(training_set_kwargs=None, G=M, D=D, G_ema=copy.deepcopy(M)), out)
         return out
@@ -91,19 +113,28 @@ class MiningPipeline(StagePipeline):
             return self.stage_args(name, G_kwargs, D_kwargs, kimg, data=self.flags.data, resume=resume,
                                    freezed=freezed, loss_kwargs=dict(
                                        class_name=MINING_LOSS,
-                                       selector_weight=self.flags.get('selector_weight') or 1.0) if loss else None)
+                                       selector_weight=option(self.flags, 'selector_weight')) if loss else None)
         except StageError as e:
             raise MiningError(str(e)) from None
 
     def mine(self, init):
-        kimg = self.flags.get('mine_kimg') or 100
+        kimg = option(self.flags, 'mine_kimg')
+        if kimg == 0:
+            self.log('[stage1-mine] --mine-kimg 0: no mining stage; fine-tuning starts from the sources '
+                     '(identity miners)' if option(self.flags, 'miner_init') == 'identity' else
+                     '[stage1-mine] --mine-kimg 0: no mining stage; fine-tuning starts from untrained miners')
+            return init
         args = self._stage('stage1-mine', self._mined_kwargs('miner'), module_kwargs(self.sources[0]['D']), kimg,
                            resume=init)
         return self.train('stage1-mine', args)
 
     def finetune(self, mined):
         f = self.flags
-        train = 'sparse' if f.get('sparse') else 'all'
+        train = 'sparse' if f.get('sparse') is not None else 'all'
+        kimg = option(f, 'kimg')
+        if kimg == 0:
+            self.log(f'[stage2-finetune] --kimg 0: no fine-tuning stage; the result is {mined}')
+            return mined
         init = self.path('stage2-init', 'init.pkl')
         if not self.done('stage2-init'):
             data = load_network_pkl(mined)
@@ -120,12 +151,12 @@ class MiningPipeline(StagePipeline):
             save_network_pkl(dict(training_set_kwargs=None, G=G2, D=data['D'], G_ema=copy.deepcopy(G2)), init)
             self.finish('stage2-init', output=init, **info)
         args = self._stage('stage2-finetune', self._mined_kwargs(train), module_kwargs(self.sources[0]['D']),
-                           f.get('kimg') or 1000, resume=init)
+                           kimg, resume=init)
         return self.train('stage2-finetune', args)
 
     def _select_channels(self, G, D, fraction):
         try:
-            masks = select_channels(channel_scores(G.eval(), D.eval(), seed=self.flags.get('seed') or 0), fraction)
+            masks = select_channels(channel_scores(G.eval(), D.eval(), seed=run_options.flag(self.flags, 'seed')), fraction)
         except ValueError as e:
             raise MiningError(str(e)) from None
         with torch.no_grad():
@@ -139,10 +170,11 @@ class MiningPipeline(StagePipeline):
 
     def baseline(self, kind):
         s = self.sources[0]
-        freezed = (self.flags.get('freezed') if self.flags.get('freezed') is not None else 4) \
-            if kind == 'freezed' else self.flags.get('freezed')
+        freezed = self.flags.get('freezed')
+        if kind == 'freezed' and freezed is None:
+            freezed = option(self.flags, 'baseline_freezed')
         G_kwargs = module_kwargs(s['G_ema'])
-        args = self._stage(f'baseline-{kind}', G_kwargs, module_kwargs(s['D']), self.flags.get('kimg') or 1000,
+        args = self._stage(f'baseline-{kind}', G_kwargs, module_kwargs(s['D']), option(self.flags, 'kimg'),
                            resume=os.path.abspath(self.flags.mine[0]), freezed=freezed, loss=False)
         return self.train(f'baseline-{kind}', args)
 

@@ -1,0 +1,22 @@
+"""The hyper-modulation method's option defaults, in one place (flags' help, pipeline and
+loss read them). A flag given as 0 is 0: ``--kimg 0`` stops after stage2-init (every class
+the source), ``--contrastive-weight 0`` drops the Barlow Twins term, ``--hyper-rank 0`` is
+full-rank heads, ``--self-init-kimg 0`` skips self-initialisation.
+"""
+DEFAULTS = dict(
+    hyper_rank=8,               # see bench/bench_hypermod.py and the package docstring
+    hyper_init='source',
+    contrastive_weight=0.01,
+    kimg=1000,                  # stage2-cond
+    freezed=1,                  # the reference freezes D's fromRGB layer
+)
+# Self-initialisation kimg by head init: 'source' heads already reproduce the source (measured
+# 1.5e-7 mean |hyper - source|), which self-initialisation can only perturb (Adam's steps on
+# near-zero L1 gradients: 1e-2..8e-2 after 150 steps); the paper's 'reference' init needs it.
+DEFAULT_SELF_INIT_KIMG = dict(source=0, reference=20)
+
+
+def option(flags, name):
+    """The flag's value, or its default when it was not given (None): never ``value or default``."""
+    value = flags.get(name)
+    return DEFAULTS[name] if value is None else value
