@@ -220,3 +220,28 @@ def test_selector_samples_while_training_and_takes_the_argmax_at_test_time(world
     assert torch.equal(M.mapping.select(z), torch.ones(512, dtype=torch.long)), 'test time takes the argmax'
     ws = M.mapping(z[:8], None)
     assert (ws[:, :, -1] == 1).all()
+
+
+def test_fisher_scores_rank_first_the_channels_that_can_change_Ds_verdict():
+    """In the last block, conv1's output channels reach the image only through toRGB. With
+    toRGB reading only channels S, no other channel of that layer can change D's verdict:
+    their Fisher scores are zero, S's are positive, and the selection keeps exactly S."""
+    from training_ext.mining.sparse import channel_scores
+    torch.manual_seed(0)
+    G = Generator(**small_G_kwargs(synthesis_kwargs=dict(channel_base=512, channel_max=32, architecture='skip')))
+    D = Discriminator(**small_D_kwargs())
+    M = mined_from_sources([G], train='sparse')
+    rgb = M.synthesis.syntheses[0].b16.torgb.weight
+    keep = torch.tensor([3, 11, 20, 29])
+    with torch.no_grad():
+        mask = torch.zeros(rgb.shape[1], dtype=torch.bool)
+        mask[keep] = True
+        rgb[:, ~mask] = 0
+    layer = 'synthesis.syntheses.0.b16.conv1'
+    scores = channel_scores(M.eval(), D.eval(), batches=2, batch_size=4)
+    s = scores[f'{layer}.weight'] + scores[f'{layer}.bias']
+    assert s.numel() == 32
+    assert set(s.topk(len(keep)).indices.tolist()) == set(keep.tolist())
+    assert (s[~mask] == 0).all() and (s[mask] > 0).all()
+    masks = select_channels(scores, len(keep) / 32)
+    assert masks[f'{layer}.weight'].nonzero().squeeze(1).tolist() == keep.tolist()
