@@ -84,6 +84,11 @@ def test_result_pickle_loads_safely_generates_and_keeps_frozen_weights(world, mo
         assert high and all(torch.equal(t, before[n]) for n, t in high.items()), 'frozen G blocks changed'
         low = [n for n in G.synthesis.state_dict() if n.startswith('b8.') and n.endswith('weight')]
         assert any(not torch.equal(G.synthesis.state_dict()[n], before[n]) for n in low), 'G did not train'
+        # The mapping feeds the frozen upper blocks too: it stays the source's (w_avg included),
+        # so the upper blocks see exactly the source's styles for every z.
+        src_mapping = src.mapping.state_dict()
+        assert all(torch.equal(t, src_mapping[n]) for n, t in G.mapping.state_dict().items()), 'mapping changed'
+        torch.testing.assert_close(G.mapping(z, None), src.mapping(z, None), rtol=0, atol=0)
         D_src = load_network_pkl(world['source'])['D'].state_dict()
         D_high = {n[2:]: t for n, t in data['D'].state_dict().items() if n.startswith('D.b16.')}
         assert D_high and all(torch.equal(t, D_src[n]) for n, t in D_high.items()), 'frozen D blocks changed'

@@ -8,8 +8,10 @@ result          network-snapshot-*.pkl: G / G_ema sample G(z, c) like a host gen
 
 In latent modes the trained part is the latent MLP GAN and the result G is
 ``BypassGenerator`` (frozen synthesis o latent generator). In partial mode the trained
-part is the source G's mapping and blocks up to R and D's blocks from R down; the result G
-is a plain host Generator whose blocks above R are the source's, bit for bit.
+part is the source G's blocks up to R (the mapping stays the source's: it also feeds the
+frozen blocks above R) and D's blocks from R down; the result G is a plain host Generator
+whose mapping and blocks above R are the source's, bit for bit, so the upper blocks see
+exactly the styles they saw in the source.
 """
 import copy
 import json
@@ -52,19 +54,29 @@ def parse_mode(value):
 
 
 class LowGenerator(torch.nn.Module):
-    """Training view of a host generator in partial mode: z -> features at R (blocks <= R only)."""
+    """Training view of a host generator in partial mode: z -> features at R (blocks <= R only).
+
+    Only the blocks up to R train (their convolutions, and their style affines, which adapt the
+    styles they draw from w). The mapping network stays the source's, frozen and without w_avg
+    updates, because it is shared with the frozen blocks above R: trained, it would feed them
+    styles that drift from those the adapter was fitted with, so the "frozen" upper blocks
+    would see new inputs."""
 
     def __init__(self, G, res):
         super().__init__()
         self.G, self.res = G, res
 
     def forward(self, z):
-        ws = self.G.mapping(z, torch.zeros([z.shape[0], self.G.c_dim], device=z.device))
+        mapping = self.G.mapping
+        training = mapping.training
+        with torch.no_grad():
+            mapping.eval()                         # no w_avg update (the host's mapping tracks it in training)
+            ws = mapping(z, torch.zeros([z.shape[0], self.G.c_dim], device=z.device))
+            mapping.train(training)
         return synthesis_low(self.G.synthesis, ws, self.res, noise_mode='random', force_fp32=True)
 
     def trainable_parameters(self):
-        low = {id(p) for b in _low_blocks(self.G, self.res) for p in b.parameters()}
-        return [p for p in self.G.mapping.parameters()] + [p for p in self.G.parameters() if id(p) in low]
+        return [p for b in _low_blocks(self.G, self.res) for p in b.parameters()]
 
 
 def _own_kwargs(module):
