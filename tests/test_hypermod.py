@@ -297,3 +297,22 @@ def test_contrastive_term_reaches_D_through_the_training_seam_and_lowers_the_bar
     print(f'Barlow Twins loss on fixed views: start {start:.3f}, 10 steps without the term {without:.3f}, '
           f'with it {with_term:.3f}')          # measured: 23.4, 23.6, 18.5
     assert with_term < 0.9 * without and with_term < start
+
+
+def test_w_avg_has_w_dim_entries_and_host_style_truncation_works(discs):
+    """Host tools truncate packed ws toward mapping.w_avg (generate/visualiser code:
+    ``w_avg.lerp(ws, psi)``, then ``G.synthesis(ws)``): w_avg must be [w_dim]."""
+    H = hyper_from_source(discs['G_ema'], 3, rank=4).eval()
+    assert H.mapping.w_avg.shape == (H.w_dim,) == (H.mapping.w_dim,)
+    torch.testing.assert_close(H.mapping.w_avg[:H.mapping.style_dim], discs['G_ema'].mapping.w_avg)
+    torch.testing.assert_close(H.mapping.w_avg[H.mapping.style_dim:], torch.full([3], 1 / 3))
+    z, c = torch.randn(4, H.z_dim), one_hot([0, 1, 2, 0], 3)
+    with torch.no_grad():
+        ws = H.mapping(z, c)
+        full = H.synthesis(H.mapping.w_avg.lerp(ws, 1.0), noise_mode='const')
+        torch.testing.assert_close(full, H(z, c, noise_mode='const'))
+        mean = H.synthesis(H.mapping.w_avg.lerp(ws, 0.0), noise_mode='const')
+        torch.testing.assert_close(mean[0], mean[1])                       # psi 0: every sample the mean
+        inner = H(z, c, truncation_psi=0.0, noise_mode='const')              # styles only: classes kept
+        torch.testing.assert_close(inner[0], inner[3])
+        assert torch.isfinite(inner).all()

@@ -244,8 +244,14 @@ class HyperMapping(torch.nn.Module):
 
     @property
     def w_avg(self):
-        """The source's mean w (host tools such as projector.py read mapping.w_avg)."""
-        return self.net.w_avg
+        """The mean of the packed ws, [w_dim] like every w (host tools read ``mapping.w_avg`` and
+        truncate whole ws toward it: ``w_avg.lerp(ws, psi)``): the source's mean w, then the mean
+        label over the classes (uniform). Truncated that way the label moves toward the average
+        class too, as it does for the host's own conditional generators, whose w_avg is the
+        mean over all classes; ``G(z, c, truncation_psi=psi)`` truncates the styles only and
+        keeps the class exact."""
+        w = self.net.w_avg
+        return torch.cat([w, w.new_full([self.num_classes], 1 / self.num_classes)])
 
     def forward(self, z, c, **kwargs):
         check_labels(c, self.num_classes)
