@@ -316,3 +316,29 @@ def test_w_avg_has_w_dim_entries_and_host_style_truncation_works(discs):
         inner = H(z, c, truncation_psi=0.0, noise_mode='const')              # styles only: classes kept
         torch.testing.assert_close(inner[0], inner[3])
         assert torch.isfinite(inner).all()
+
+
+def test_classes_start_as_the_source_and_separate_from_the_first_step(world):
+    """Source-init heads ignore the class embedding at first (their v-weights are zero), so
+    every class is the source; with one embedding shared by all classes a training step would
+    change every class alike (classes identical after step 1). Kept distinct, one G step
+    through HypermodLoss already makes the classes differ."""
+    from training_ext.hypermod.loss import HypermodLoss
+    pipe, start = run_pipeline(world, 'separate', kimg=0)
+    assert max(pipe.state['stages']['stage2-init']['self_init_error']) < 1e-5
+    data = load_network_pkl(start)
+    G, D = data['G'].train().requires_grad_(True), data['D'].train().requires_grad_(True)   # as the loop does
+    embed = G.synthesis.task.embed
+    assert not torch.allclose(embed[0], embed[1]), 'the classes share one embedding'
+    params = [p for p in G.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=0.0025, betas=(0.0, 0.99))
+    loss = HypermodLoss('cpu', G.mapping, G.synthesis, D, contrastive_weight=0.0)
+    torch.manual_seed(0)
+    c = one_hot([0, 1] * 4, 2)
+    loss.accumulate_gradients('Gmain', None, None, torch.randn(8, G.z_dim), c, True, 1.0)
+    opt.step()
+    z = torch.randn(4, G.z_dim)
+    with torch.no_grad():
+        a, b = (G.eval()(z, one_hot([k] * 4, 2), noise_mode='const') for k in (0, 1))
+    print(f'mean |class 0 - class 1| after one step: {(a - b).abs().mean():.2e}')
+    assert (a - b).abs().mean() > 1e-4

@@ -7,9 +7,11 @@ stage1-selfinit (--self-init-kimg; default 0 with the default 'source' head init
   already reproduces the source, 20 with the paper's 'reference' init): no real data; a
   LabelDataset of class 0 only and SelfInitLoss train task network and heads so that the
   hyper generator reproduces the source block by block
-stage2-init: class 0's embedding is copied to every class, so that every class starts as
-  the source; the measured distance to the source per class is logged and kept in
-  pipeline_state.json (self_init_error).
+stage2-init: after self-initialisation (or with the 'reference' init), class 0's embedding
+  is copied to every class, so that every class starts as the source; with untrained
+  'source' heads (which ignore the embeddings) the embeddings stay distinct, so that classes
+  separate from the first step. The measured distance to the source per class is logged and
+  kept in pipeline_state.json (self_init_error).
 stage2-cond: conditional training on the labelled target (--data, --cond 1) with the
   StyleGAN2 loss plus the contrastive term on D (HypermodLoss).
 """
@@ -108,7 +110,8 @@ class HypermodPipeline(StagePipeline):
             raise HypermodError(str(e)) from None
 
     def self_initialise(self, init, kimg):
-        """Self-initialisation (when kimg > 0), then class 0's embedding to every class."""
+        """Self-initialisation (when kimg > 0), then class 0's embedding to every class (unless the
+        heads are still the source's, which ignore the embeddings)."""
         trained = init
         if kimg > 0:
             G = self.source['G_ema']
@@ -122,7 +125,16 @@ class HypermodPipeline(StagePipeline):
         if not self.done('stage2-init'):
             data = load_network_pkl(trained)
             H = data['G']                       # the trained weights, not their running average
-            H.copy_class(0)
+            if kimg > 0 or self.G_kwargs['init'] != 'source':
+                H.copy_class(0)                 # the heads read v: class 0's (self-initialised) embedding for all
+            else:
+                # Source-init heads ignore v until they train, so every class already is the
+                # source. Their embeddings stay distinct: with one shared embedding the first
+                # steps would change every class alike (the heads' gradient is g (x) v, the
+                # embeddings' zero while the heads' v-weights are zero), and classes would only
+                # drift apart slowly, a second-order effect. Distinct, they separate from step 1.
+                self.log('[stage2-init] source-init heads, no self-initialisation: class embeddings kept distinct '
+                         '(every class still computes the source)')
             errors = self_init_error(H, self.source['G_ema'], seed=run_options.flag(self.flags, 'seed'))
             self.log(f'[stage2-init] after {kimg:g} kimg of self-initialisation: mean |hyper - source| per class '
                      '(images in [-1, 1]): ' + ', '.join(f'{e:.2e}' for e in errors))
