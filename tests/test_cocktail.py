@@ -101,7 +101,7 @@ def test_widening_a_conditional_model_keeps_its_classes_at_the_offset():
 
 def run_pipeline(tmp_path, sources, **over):
     flags = dict(cocktail=sources, outdir=str(tmp_path), cfg='tiny', batch=8, root_kimg=0.032, kimg=0.032,
-                 tick=0.016, snap=1, seed=0, workers=None, device='cpu')
+                 tick=0.016, snap=1, seed=0, workers=None, device='cpu', judge=0)
     flags.update(over)
     logs = []
     report = CocktailPipeline(flags, str(tmp_path / 'pipe'), log=logs.append).run()
@@ -110,11 +110,12 @@ def run_pipeline(tmp_path, sources, **over):
 
 def test_pipeline_end_to_end(tmp_path, sources):
     before = {p: open(p, 'rb').read() for p in sources}
-    report, logs = run_pipeline(tmp_path, sources)
+    report, logs = run_pipeline(tmp_path, sources, judge=40)
     # Sources untouched; rooting pulled every model towards the root.
     assert all(open(p, 'rb').read() == b for p, b in before.items())
     # Every non-root source rooted on its own, named by its run directory, each named once.
-    assert set(report['stages']) == {'stage1-root-run1', 'stage1-root-run2', 'stage2-average', 'stage3-merge'}
+    assert set(report['stages']) == {'stage0-root-widened', 'stage1-root-run1', 'stage1-root-run2', 'stage2-average',
+                                     'stage3-merge'}
     assert [s['name'] for s in report['sources']] == ['run0', 'run1', 'run2'] and report['root'] == 'run0'
     assert any('mean of 3 models' in line for line in logs)
     text = (tmp_path / 'pipe' / 'report.txt').read_text()
@@ -133,6 +134,14 @@ def test_pipeline_end_to_end(tmp_path, sources):
         assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
     pipe = tmp_path / 'pipe'
     assert (pipe / 'merge_grid.png').is_file() and (pipe / 'report.txt').is_file()
+    # Per-class source identification and FID at the end of each stage, plotted against kimg.
+    judge = report['judge']
+    assert judge['class_names'] == ['run0', 'run1', 'run2'] and 0 <= judge['heldout_accuracy'] <= 1
+    assert [r['stage'] for r in judge['rows']][:3] == ['stage1-root-run1', 'stage1-root-run2', 'merge start']
+    assert judge['rows'][-1]['stage'] == 'stage3-merge' and judge['rows'][-1]['kimg'] == 0.032
+    assert all(len(r['accuracy']) == len(r['fid']) == 3 for r in judge['rows'])
+    assert (pipe / 'judge_accuracy.png').is_file() and (pipe / 'judge_fid.png').is_file()
+    assert 'held-out accuracy' in text
     assert json.loads((pipe / 'report.json').read_text())['num_classes'] == 3
 
 
@@ -188,7 +197,8 @@ def test_zero_kimg_skips_a_stage_and_says_so(tmp_path, sources):
     report, logs = run_pipeline(tmp_path, sources[:2], root_kimg=0, kimg=0)
     assert any('--root-kimg 0: not rooted' in line for line in logs)
     assert any('--kimg 0: no merge fine-tuning' in line for line in logs)
-    assert set(report['stages']) == {'stage2-average'} and report['merged_pickle'].endswith('average.pkl')
+    assert set(report['stages']) == {'stage0-root-widened', 'stage2-average'}
+    assert report['merged_pickle'].endswith('average.pkl')
     with pytest.raises(CocktailError, match='>= 0'):
         run_pipeline(tmp_path, sources[:2], kimg=-1)
 

@@ -1,9 +1,13 @@
 """Conditional rooting's foundations: the widened label path starts at the host's own scale
 (so it learns), widening stays function-preserving and repeatable, and rooting towards a
 source moves the model towards that source's images."""
+import os
+import time
+
+import numpy as np
 import torch
 
-from conftest import small_D_kwargs, small_G_kwargs
+from conftest import REPO, small_D_kwargs, small_G_kwargs
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from plugin.widen import widen_discriminator, widen_generator
 
@@ -48,3 +52,85 @@ def test_class_dependence_grows_within_a_hundred_steps():
     gap = class_gap()
     print(f'mean |image(class 0) - image(class 1)| after 100 steps: {gap:.4f}')
     assert gap > 0.03
+
+
+class Switch(torch.nn.Module):
+    """A stand-in merged generator: class k draws with ``gens[k]`` (unconditional sources)."""
+
+    def __init__(self, gens):
+        super().__init__()
+        self.gens = torch.nn.ModuleList(gens)
+        self.c_dim, self.z_dim = len(gens), gens[0].z_dim
+
+    def forward(self, z, c, noise_mode='random', **kwargs):
+        k = c.argmax(1)
+        out = torch.zeros([len(z), 3, self.gens[0].img_resolution, self.gens[0].img_resolution])
+        for j, G in enumerate(self.gens):
+            if (k == j).any():
+                out[k == j] = G(z[k == j], torch.zeros([int((k == j).sum()), 0]), noise_mode=noise_mode)
+        return out
+
+
+def test_the_judge_tells_which_source_a_class_draws():
+    """Trained on the shipped discs and rings sources' samples: a model whose classes draw
+    their own sources scores ~1 with low FID; one with the classes swapped scores ~0."""
+    from plugin import load_network_pkl
+    from training_ext.cocktail.judge import Judge
+    from training_ext.cocktail.sources import load_sources
+    assets = os.path.join(REPO, 'plugin', 'assets', 'sources')
+    sources = load_sources([os.path.join(assets, 'discs.pkl'), os.path.join(assets, 'rings.pkl')])
+    t0 = time.time()
+    judge = Judge.train(sources, ['discs', 'rings'], n=100, steps=100, log=print)
+    print(f'judge trained in {time.time() - t0:.1f} s')
+    assert judge.heldout_accuracy > 0.9
+    gens = [load_network_pkl(s.path)['G_ema'] for s in sources]
+    t0 = time.time()
+    right, swapped = judge.evaluate(Switch(gens), 32), judge.evaluate(Switch(gens[::-1]), 32)
+    print(f'evaluated in {time.time() - t0:.1f} s')
+    print(right, swapped)
+    assert min(right['accuracy']) > 0.85 and max(swapped['accuracy']) < 0.15
+    assert all(r * 3 < s for r, s in zip(right['fid'], swapped['fid']))
+
+
+def _towards(feats, a, b):
+    """Where the mean of ``feats`` lies on the line from mean ``a`` (0) to mean ``b`` (1)."""
+    d = b.mean(0) - a.mean(0)
+    return float((feats.mean(0) - a.mean(0)) @ d / (d @ d))
+
+
+def test_rooting_towards_a_source_trains_its_class_on_that_sources_images(tmp_path, monkeypatch):
+    """The rooting stage's own data path (labels dataset -> generated "real" images), as the
+    training loop would build it: class j's images are source j's (rings), the root's class
+    (replayed) the root's (discs), by the feature network's statistics. A rooting that trains
+    on the root's own images (or routes classes wrongly) fails here."""
+    from plugin import load_network_pkl
+    from plugin.hosts import active_host
+    from plugin.metrics.feature_net import load as load_feature_net
+    from training_ext.cocktail.judge import sample
+    from training_ext.cocktail.pipeline import CocktailPipeline
+    from training_ext.common.generated import GeneratedImages
+    assets = os.path.join(REPO, 'plugin', 'assets', 'sources')
+    stages = {}
+
+    def capture(self, name, args):
+        stages[name] = args
+        return args.resume_pkl
+    monkeypatch.setattr(CocktailPipeline, 'train', capture)
+    flags = dict(cocktail=[os.path.join(assets, 'discs.pkl'), os.path.join(assets, 'rings.pkl')],
+                 outdir=str(tmp_path), cfg='tiny', batch=16, root_kimg=1, kimg=0, seed=0, device='cpu', judge=0)
+    CocktailPipeline(flags, str(tmp_path / 'pipe'), log=lambda *a: None).run()
+    args = stages['stage1-root-rings']
+    assert args.resume_pkl.endswith('root.pkl') and load_network_pkl(args.resume_pkl)['G'].c_dim == 2
+    ds = active_host().construct_class_by_name(**args.training_set_kwargs)
+    labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(256)]))
+    assert 0.35 < labels[:, 1].mean() < 0.65 and labels.sum(1).eq(1).all()     # half rings, half replayed discs
+    real = GeneratedImages(args.loss_kwargs.sources, 'cpu')(labels)
+    net = load_feature_net()
+    with torch.no_grad():
+        feats = net.features(real).numpy()
+        discs = net.features(sample(load_network_pkl(flags['cocktail'][0])['G_ema'], None, 256, 5)).numpy()
+        rings = net.features(sample(load_network_pkl(flags['cocktail'][1])['G_ema'], None, 256, 6)).numpy()
+    k = labels.argmax(1).numpy()
+    on_rings, on_discs = _towards(feats[k == 1], discs, rings), _towards(feats[k == 0], discs, rings)
+    print(f'class rings at {on_rings:.3f}, class discs at {on_discs:.3f} (0 = discs, 1 = rings)')
+    assert on_rings > 0.8 and on_discs < 0.2

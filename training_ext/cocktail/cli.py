@@ -11,12 +11,14 @@ from .sources import CocktailError
 
 SELECTOR = 'cocktail'
 FLAG_NAMES = ('cocktail', 'root', 'root_kimg', 'merge_method', 'merge_weights', 'merge_scale', 'ties_density',
-              'slerp_t', 'class_percentages', 'class_names')
+              'slerp_t', 'class_percentages', 'class_names', 'root_replay', 'judge')
 FLAGS = [
     click.option('--cocktail', type=CommaList(), metavar='PKLS',
                  help='Merge these source pickles (comma-separated) into one conditional model'),
     click.option('--root', type=int, metavar='INT', help='Index of the root source [default: 0]'),
     click.option('--root-kimg', type=int, metavar='INT', help='kimg of each rooting run [default: --kimg]'),
+    click.option('--root-replay', type=bool, metavar='BOOL',
+                 help="Rooting also trains the root's classes on the root's images [default: true]"),
     click.option('--merge-method', type=click.Choice(list(MERGE_METHODS)), help='How to merge [default: mean]'),
     click.option('--merge-weights', type=CommaList(), metavar='LIST', help='task-arithmetic: weight per rooted model'),
     click.option('--merge-scale', type=float, help='task-arithmetic / ties: scale of the merged delta [default: 1]'),
@@ -24,6 +26,8 @@ FLAGS = [
     click.option('--slerp-t', type=float, help='slerp: interpolation position [default: 0.5]'),
     click.option('--class-percentages', type=CommaList(), metavar='LIST',
                  help='Merge fine-tuning class mix, one number per merged class [default: uniform]'),
+    click.option('--judge', type=click.IntRange(min=0), metavar='INT',
+                 help='Report: source-identification images per class (0: off) [default: 1000]'),
     click.option('--class-names', type=CommaList(), metavar='LIST',
                  help='A label per source (stage dirs, report, logs) [default: file stem, else run dir]'),
 ]

@@ -7,8 +7,10 @@ logged. ``root_kimg`` None means "as --kimg".
 DEFAULTS = dict(
     root=0,                  # index of the root source
     root_kimg=None,          # each rooting run; None: --kimg
+    root_replay=True,        # rooting towards j also trains the root's classes on the root's images
     kimg=25000,              # merge fine-tuning (or the baseline), the host train.py's default
     merge_method='mean',
+    judge=1000,              # source-identification images per class (0: no judging in the report)
     baseline='none',
     baseline_freezed=4,      # --baseline freezed without --freezed: Freeze-D of 4 layers
 )

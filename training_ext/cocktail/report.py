@@ -8,6 +8,8 @@ import torch
 
 from plugin.images import save_image_grid
 from plugin.pickles import load_network_pkl
+from plugin.plots import line_plot
+from training_ext.common.stages import snapshots
 
 from . import distance
 
@@ -45,13 +47,15 @@ def write_report(pipeline, final_pkl, rooted, baseline, method):
     report['distance_before_rooting'] = dict(G=distance.summary(before_G),
                                              D=distance.summary(distance.pairwise({s.name: s.D for s in pipeline.sources})))
     if rooted:
-        nets, dnets = {pipeline.root.name: pipeline.root.G}, {pipeline.root.name: pipeline.root.D}
+        start = load_network_pkl(pipeline.widened_root())        # rooting started from the widened root
+        nets, dnets = {pipeline.root.name: start['G']}, {pipeline.root.name: start['D']}
         for name, path in rooted.items():
             data = load_network_pkl(path)
             nets[name], dnets[name] = data['G'], data['D']
         after_G = distance.pairwise(nets)
         report['distance_after_rooting'] = dict(G=distance.summary(after_G), D=distance.summary(distance.pairwise(dnets)))
         report['distance_per_layer'] = dict(before=before_G, after=after_G)
+    report['judge'] = judge_stages(pipeline, rooted, final_pkl)
     images, rows = _class_rows(pipeline, merged['G_ema'])
     grid = os.path.join(pipeline.dir, 'merge_grid.png')
     save_image_grid(images, grid, grid_size=(2 * GRID_SAMPLES, len(rows)))
@@ -63,6 +67,62 @@ def write_report(pipeline, final_pkl, rooted, baseline, method):
         f.write(text + '\n')
     pipeline.log(text)
     return report
+
+
+def _kimg_of(data, path):
+    state = data.get('training_state') or {}
+    return state['cur_nimg'] / 1000 if 'cur_nimg' in state else None
+
+
+def judge_stages(pipeline, rooted, final_pkl):
+    """Per-class source identification and FID at the end of each stage: every rooted model
+    (its own source's classes matter), the start of merge fine-tuning (kimg 0) and every merge
+    snapshot (a curve against kimg). Plots ``judge_accuracy.png`` and ``judge_fid.png``."""
+    judge = pipeline.judge()
+    if judge is None:
+        return None
+    n = pipeline.judge_eval_samples()
+    rows = []
+    for name, path in rooted.items():
+        if os.path.isfile(path):
+            rows.append(dict(stage=f'stage1-root-{name}', kimg=None, pickle=path,
+                             **judge.evaluate(load_network_pkl(path)['G_ema'], n)))
+    merge_dir = pipeline.path('stage3-merge')
+    merge_snaps = snapshots(merge_dir) if os.path.dirname(os.path.abspath(final_pkl)) == os.path.abspath(merge_dir) \
+        else []
+    start = pipeline.merge_start
+    if start is not None and os.path.isfile(start):
+        rows.append(dict(stage='merge start', kimg=0.0, pickle=start, **judge.evaluate(load_network_pkl(start)['G_ema'], n)))
+    for path in merge_snaps:
+        data = load_network_pkl(path)
+        rows.append(dict(stage='stage3-merge', kimg=_kimg_of(data, path), pickle=path,
+                         **judge.evaluate(data['G_ema'], n)))
+    curve = [r for r in rows if r['kimg'] is not None]
+    if curve:
+        names = judge.class_names
+        line_plot(os.path.join(pipeline.dir, 'judge_accuracy.png'),
+                  {names[k]: [(r['kimg'], r['accuracy'][k]) for r in curve] for k in range(len(names))},
+                  title='Merged class k identified as source k', xlabel='merge kimg', ylabel='accuracy', ylim=(0, 1))
+        line_plot(os.path.join(pipeline.dir, 'judge_fid.png'),
+                  {names[k]: [(r['kimg'], r['fid'][k]) for r in curve] for k in range(len(names))},
+                  title='FID of class k vs source k (project feature space)', xlabel='merge kimg', ylabel='FID')
+    return dict(heldout_accuracy=judge.heldout_accuracy, class_names=judge.class_names, eval_samples=n, rows=rows)
+
+
+def _format_judge(j):
+    names = j['class_names']
+    chance = 1 / len(names)
+    lines = [f"Does class k draw source k? Source-identification classifier trained on the sources' own samples: "
+             f"held-out accuracy {j['heldout_accuracy']:.3f} (chance {chance:.3f}); per class, the share of "
+             f"{j['eval_samples']} samples identified as their source, and FID vs the source's samples "
+             "(project feature space):",
+             f"  {'stage':<28s} {'kimg':>6s}  " + ' '.join(f'{n[:10]:>10s}' for n in names) + '      mean   | FID '
+             + ' '.join(f'{n[:10]:>10s}' for n in names)]
+    for r in j['rows']:
+        kimg = '' if r['kimg'] is None else f"{r['kimg']:.3g}"
+        lines.append(f"  {r['stage']:<28s} {kimg:>6s}  " + ' '.join(f'{a:10.3f}' for a in r['accuracy'])
+                     + f"  {r['mean_accuracy']:8.3f}   |     " + ' '.join(f'{v:10.2f}' for v in r['fid']))
+    return lines
 
 
 def format_report(r):
@@ -81,6 +141,8 @@ def format_report(r):
     for pair, value in before.items():
         a = after.get(pair)
         lines.append(f"  {pair:<32s} before rooting {value:12.4f}" + (f"   after {a:12.4f}" if a is not None else ''))
+    if r.get('judge'):
+        lines += _format_judge(r['judge'])
     lines.append(f"Merged model: {r['merged_pickle']}")
     lines.append(f"Grid (per row: source samples | merged samples): {r['grid']}")
     lines.append(f"  rows, top to bottom: {', '.join(r['grid_rows'])}")
