@@ -72,3 +72,21 @@ def test_class_percentages_set_the_mix_and_zero_means_never(pkls):
     for bad in ([1, 1, 1], [1, -1, 1, 1], [0, 0, 0, 0]):
         with pytest.raises(ValueError, match='class percentages'):
             LabelDataset(2, 1, 4, class_percentages=bad)
+
+
+def test_one_generation_per_batch_chunk_and_step(pkls):
+    """Dmain and Dreg of one step get the same generated images (generated once); the next
+    step's labels (a new tensor) get new ones."""
+    from training_ext.common.generated import GeneratedDataLoss
+    loss = GeneratedDataLoss.__new__(GeneratedDataLoss)
+    loss.generate = GeneratedImages([dict(pkl=pkls[0], offset=0, classes=1)], 'cpu')
+    loss._recent = []
+    calls = []
+    generate = loss.generate.__call__
+    loss.generate = lambda c, batch_size=None: calls.append(1) or generate(c, batch_size)
+    step1, step2 = torch.eye(1)[[0] * 4], torch.eye(1)[[0] * 4]
+    a, b = loss.real_images(step1, 4), loss.real_images(step1, 4)
+    assert a is b and len(calls) == 1
+    c = loss.real_images(step2, 4)
+    assert len(calls) == 2 and not torch.equal(a, c)
+    assert not a.is_inference()          # usable by R1 (autograd) in Dreg

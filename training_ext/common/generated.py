@@ -87,7 +87,7 @@ class GeneratedImages:
             G = G.eval().requires_grad_(False).to(self.device)
             self.sources.append((G, int(spec.get('offset', 0)), int(spec.get('classes', max(G.c_dim, 1)))))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, labels, batch_size=None):
         """Images in [-1, 1] for one-hot ``labels`` [N, C] (C = 0: every sample from source 0)."""
         n = labels.shape[0] if labels.ndim == 2 and labels.shape[1] else batch_size
@@ -124,11 +124,26 @@ class GeneratedDataLoss(WrappedLoss):
             raise ValueError('GeneratedDataLoss needs at least one source generator')
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         self.generate = GeneratedImages(sources, device, truncation_psi=truncation_psi)
+        self._recent = []           # (real_c, images) of this step's batch chunks
 
     def real_images_for_grid(self, labels):
         return self.generate(labels, batch_size=labels.shape[0])
 
+    def real_images(self, real_c, batch_size):
+        """The generated "real" images for one batch chunk. The loop hands the same ``real_c``
+        tensor to every phase of a step (Dmain, then Dreg on regularisation steps), as it hands
+        the same real images: they are generated once per chunk and step, not once per phase."""
+        for c, images in self._recent:
+            if c is real_c:
+                return images
+        # inference_mode tensors cannot enter autograd (R1 needs a grad-enabled copy): clone.
+        images = self.generate(real_c, batch_size=batch_size).clone()
+        self._recent = (self._recent + [(real_c, images)])[-self.RECENT:]
+        return images
+
+    RECENT = 16                     # more chunks than any step has (batch / batch_gpu)
+
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         if phase in ('Dmain', 'Dreg', 'Dboth'):
-            real_img = self.generate(real_c, batch_size=real_img.shape[0]).to(real_img.dtype)
+            real_img = self.real_images(real_c, real_img.shape[0]).to(real_img.dtype)
         return super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
