@@ -573,7 +573,7 @@ def load_network_pkl(path_or_file, host=None, rebuild=True):
     try:
         return _load(path_or_file, name, host, rebuild)
     except NetworkPickleError as e:
-        if str(e).startswith(f'{name}:'):
+        if str(e).startswith(name):
             raise
         raise type(e)(f'{name}: {e}') from None
     except FileNotFoundError:

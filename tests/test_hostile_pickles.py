@@ -3,6 +3,7 @@ and that the error is the loader's own, with a message naming what was refused; 
 refuses each file in one line with a non-zero exit. See README "What loading a pickle
 guarantees"."""
 import collections
+import functools
 import io
 import os
 import pickle
@@ -95,6 +96,16 @@ def records(snapshot):
     return SafeUnpickler(io.BytesIO(dumps_network_pkl(snapshot))).load()
 
 
+@functools.lru_cache(maxsize=1)
+def small_snapshot_blob():
+    return dumps_network_pkl(small_snapshot())
+
+
+def small_records():
+    """Fresh records of one small snapshot (built once: the parametrised tests below are many)."""
+    return SafeUnpickler(io.BytesIO(small_snapshot_blob())).load()
+
+
 def marker_cmd(marker):
     return f'touch {marker}'
 
@@ -140,7 +151,7 @@ def test_class_name_planted_in_any_plugin_class_is_refused(tmp_path, class_path,
     marker = tmp_path / 'pwned'
     module, name = class_path.rsplit('.', 1)
     cls = class_registry.own_classes()[class_path]
-    data = records(small_snapshot())
+    data = small_records()
     kwargs = PLACEMENTS[placement]('subprocess.run')
     kwargs['args'] = ['sh', '-c', marker_cmd(marker)]
     data['G'] = PersistentRecord(dict(type='class', version=6, module_src=persistence.module_src_for(cls),
@@ -273,7 +284,8 @@ def hostile_files(tmp, marker):
     files['negative-stride'] = (craft({'G': tensor_call(legacy_storage(4, float_bytes), (4,), (-1,))}),
                                 NetworkPickleError, 'malformed tensor header')
     # A plain torch layer called with huge sizes: it must not run Linear's constructor.
-    files['plain-layer-constructor'] = (craft({'G': Call('torch.nn.modules.linear', 'Linear', (2 ** 16, 2 ** 16))}),
+    # (test_plain_torch_layers_are_never_constructed checks that no constructor ran.)
+    files['plain-layer-constructor'] = (craft({'G': Call('torch.nn.modules.linear', 'Linear', (2 ** 12, 2 ** 12))}),
                                         NetworkPickleError, 'no network under G')
     # Structure: deep nesting, a self-containing list, shared parts expanding to 2**40 nodes.
     depth = 100_000
@@ -360,6 +372,17 @@ def test_a_valid_storage_in_the_crafted_format_loads():
     blob = craft({'x': tensor_call(legacy_storage(4, struct.pack('<4f', 1, 2, 3, 4)), (2, 2), (2, 1))})
     x = SafeUnpickler(io.BytesIO(blob)).load()['x']
     assert torch.equal(x, torch.tensor([[1., 2.], [3., 4.]]))
+
+
+def test_plain_torch_layers_are_never_constructed():
+    """Called from a pickle, a plain layer class makes a bare instance: ``Linear(65536, 65536)``
+    in a few bytes would otherwise allocate and fill 16 GiB before anything could object."""
+    layer = SafeUnpickler(io.BytesIO(craft({'x': Call('torch.nn.modules.linear', 'Linear', (3, 5))}))).load()['x']
+    assert isinstance(layer, torch.nn.Linear)
+    assert '_parameters' not in layer.__dict__ and 'in_features' not in layer.__dict__
+    # A real layer inside a real module's state still comes back whole (its state is set by BUILD).
+    real = SafeUnpickler(io.BytesIO(pickle.dumps({'x': torch.nn.Linear(3, 5)}, protocol=4))).load()['x']
+    assert real.weight.shape == (5, 3) and real.in_features == 3
 
 
 def test_a_plain_numpy_scalar_loads():
