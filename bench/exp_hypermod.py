@@ -1,6 +1,6 @@
 """Hyper-modulation vs conditional fine-tuning: per-class FID and class accuracy (miniature).
 
-    python bench/exp_hypermod.py [--kimg 4] [--seed 0] [--workdir /tmp/cocktail-bench] [--num 200]
+    python bench/exp_hypermod.py [--kimg 4] [--seed 0] [--workdir /tmp/cocktail-bench] [--num 200] [--r1-every-step]
 
 Source: the shipped *unconditional* discs generator. Target: a labelled set of 200 discs
 (class 0) and 200 triangles (class 1). Class 0 is the source's own domain (does the method
@@ -57,7 +57,10 @@ def plain_transfer_error(args, work, data):
 
 
 def main():
-    args = parser(__doc__, kimg=4).parse_args()
+    p = parser(__doc__, kimg=4)
+    p.add_argument('--r1-every-step', action='store_true',
+                   help='add a hyper-modulation row with R1 every D step (the paper) instead of every 16')
+    args = p.parse_args()
     work = start(args, 'hypermod')
     data = dataset(work, DOMAINS, COUNT, seed=args.seed, labels=True)
     error = plain_transfer_error(args, work, data)
@@ -70,6 +73,14 @@ def main():
     info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, source(SOURCE), log=print).run())
     curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), DOMAINS, args.num, t0=info['t0'])
     seconds[label] = info['seconds']
+    if args.r1_every_step:
+        label = 'hyper-modulation, R1 every step'
+        print(label)
+        pipe_dir = os.path.join(work, 'hyper-r1-every-step')
+        flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, r1_interval=1)
+        info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, source(SOURCE), log=print).run())
+        curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), DOMAINS, args.num, t0=info['t0'])
+        seconds[label] = info['seconds']
     label = 'conditional fine-tuning'
     print(label)
     run_dir = os.path.join(work, 'cond-fine-tuning')

@@ -342,3 +342,11 @@ def test_classes_start_as_the_source_and_separate_from_the_first_step(world):
         a, b = (G.eval()(z, one_hot([k] * 4, 2), noise_mode='const') for k in (0, 1))
     print(f'mean |class 0 - class 1| after one step: {(a - b).abs().mean():.2e}')
     assert (a - b).abs().mean() > 1e-4
+
+
+def test_r1_interval_reaches_the_conditional_stage(world):
+    pipe, _ = run_pipeline(world, 'r1-every-step', kimg=0.016, r1_interval=1)
+    options = json.loads(open(pipe.path('stage2-cond', 'training_options.json')).read())
+    assert options['D_reg_interval'] == 1
+    with pytest.raises(HypermodError, match='R1 interval'):
+        run_pipeline(world, 'r1-zero', kimg=0.016, r1_interval=0)

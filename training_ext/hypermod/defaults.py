@@ -9,6 +9,7 @@ DEFAULTS = dict(
     contrastive_weight=0.01,
     kimg=1000,                  # stage2-cond
     freezed=1,                  # the reference freezes D's fromRGB layer
+    r1_interval=16,             # R1 every N D steps (the host's lazy regularisation); 1 = every step (the paper)
 )
 # Self-initialisation kimg by head init: 'source' heads already reproduce the source (measured
 # 1.5e-7 mean |hyper - source|), which self-initialisation can only perturb (Adam's steps on

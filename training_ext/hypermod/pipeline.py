@@ -150,6 +150,10 @@ class HypermodPipeline(StagePipeline):
             return start
         loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=option(f, 'contrastive_weight'))
         args = self._stage('stage2-cond', kimg, start, data=f.data, loss_kwargs=loss)
+        interval = option(f, 'r1_interval')     # a pipeline option (bench/exp_hypermod.py), not a flag
+        if interval < 1:
+            raise HypermodError(f'the R1 interval must be at least 1, got {interval}')
+        args.D_reg_interval = interval
         return self.train('stage2-cond', args)
 
 
