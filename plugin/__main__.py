@@ -104,6 +104,55 @@ def generate(pkl, seeds, truncation_psi, class_idx, noise_mode, key, outdir, dev
 
 
 @main.command()
+@click.argument('a_pkl', type=click.Path(dir_okay=False))
+@click.argument('b_pkl', type=click.Path(dir_okay=False))
+@click.option('--swap-res', type=int, required=True, metavar='R',
+              help='Synthesis blocks up to R px from A, above from B (0: every block from B).')
+@click.option('--blend-width', type=float, default=0.0, show_default=True, metavar='W',
+              help='0: a hard swap; > 0: every block a sigmoid mix across resolutions, W octaves wide.')
+@click.option('--mapping', type=click.Choice(['a', 'b']), default='a', show_default=True,
+              help='Which mapping network (with its w_avg) the result keeps.')
+@click.option('--out', type=click.Path(dir_okay=False), required=True, help='Pickle to write.')
+@click.option('--grid', type=click.Path(dir_okay=False), help='Also write a PNG sweeping --swap-res (rows) for --seeds.')
+@click.option('--seeds', default='0-5', show_default=True, help='Seeds of the grid columns.')
+def blend(a_pkl, b_pkl, swap_res, blend_width, mapping, out, grid, seeds):
+    """Layer-swap blend of two fine-tunes of one parent (the "toonify" blend), no training."""
+    from .training_free import blend_pickles
+    blend_pickles(a_pkl, b_pkl, out, swap_res, blend_width, mapping, grid=grid, seeds=parse_range(seeds),
+                  log=click.echo)
+
+
+def parse_floats(text):
+    try:
+        return [float(v) for v in text.split(',')]
+    except ValueError:
+        raise click.BadParameter(f'expected comma-separated numbers, got {text!r}') from None
+
+
+@main.command()
+@click.argument('models', nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option('--method', type=click.Choice(['mean', 'task-arithmetic', 'ties', 'dare', 'slerp']), required=True)
+@click.option('--base', type=click.Path(dir_okay=False), help='The parent the models were fine-tuned from '
+              '(needed by task-arithmetic, ties, dare).')
+@click.option('--weights', help='Per-model task-vector weights, comma-separated [default: 1/N each].')
+@click.option('--scale', type=float, help='Scale of the merged task vector [method default: 1].')
+@click.option('--density', type=float, help='ties: fraction of each task vector kept [default: 0.2].')
+@click.option('--drop', type=float, help='dare: drop probability of task-vector entries [default: 0.9].')
+@click.option('--t', 't', type=float, help='slerp: position between the two models [default: 0.5].')
+@click.option('--seed', type=int, help='dare: seed of the drop masks [default: 0].')
+@click.option('--out', type=click.Path(dir_okay=False), required=True, help='Pickle to write.')
+@click.option('--grid', type=click.Path(dir_okay=False), help='Also write a PNG: the inputs, then the merge '
+              'coefficient (scale or t) swept, for --seeds.')
+@click.option('--seeds', default='0-5', show_default=True, help='Seeds of the grid columns.')
+def merge(models, method, base, weights, scale, density, drop, t, seed, out, grid, seeds):
+    """Merge fine-tunes of one parent by their weights, no training."""
+    from .training_free import merge_pickles
+    merge_pickles(list(models), out, method, base=base, grid=grid, seeds=parse_range(seeds), log=click.echo,
+                  weights=parse_floats(weights) if weights is not None else None, scale=scale, density=density,
+                  drop=drop, t=t, seed=seed)
+
+
+@main.command()
 @click.option('--domains', required=True, help='Comma-separated: discs, squares, stripes, rings, triangles.')
 @click.option('--count', type=int, default=1000, show_default=True, help='Images per domain.')
 @click.option('--resolution', type=int, default=32, show_default=True)

@@ -235,3 +235,23 @@ def test_data_workers_get_their_own_zip_handle(checkout, tmp_path):
         batches = [images for images, _ in it]
     assert sum(len(b) for b in batches) == 64 and len(main_reads) == 64
     assert ImageFolderDataset._get_zipfile.__name__ == '_get_zipfile'              # undone
+
+
+def test_blend_and_merge_of_host_snapshots_load_in_the_host_without_the_plugin(checkout, tmp_path):
+    """Training-free results keep the inputs' records: host snapshots in, host snapshots out."""
+    from plugin.pickles import SafeUnpickler
+    from plugin.pkl_edit import replace_tensors
+    from plugin.training_free import blend_pickles, merge_pickles
+    src = FIXTURES / 'uncond32' / 'network-snapshot.pkl'
+    records = SafeUnpickler(open(src, 'rb')).load()
+    torch.manual_seed(0)
+    moved = {n: t + 0.01 * torch.randn_like(t) if t.is_floating_point() else t
+             for n, t, _ in records['G_ema'].named_tensors()}
+    records['G_ema'] = replace_tensors(records['G_ema'], moved)
+    tuned = save_network_pkl(records, tmp_path / 'tuned.pkl')
+    blend_pickles(src, tuned, tmp_path / 'blend.pkl', 8, log=lambda *a: None)
+    merge_pickles([str(src), str(tuned)], tmp_path / 'merge.pkl', 'mean', log=lambda *a: None)
+    for out in ('blend.pkl', 'merge.pkl'):
+        module, value = host_load(tmp_path / out, block_plugin=True)
+        assert module == 'torch_utils.persistence'
+        assert value == pytest.approx(g_sum(load_network_pkl(tmp_path / out)['G_ema']), rel=1e-5)

@@ -1,0 +1,124 @@
+"""Merging networks that share one parameter space, tensor by tensor: one registry, used by
+the cocktail's averaging stage (rooted models around the root) and by ``python -m plugin
+merge`` (fine-tunes around their parent).
+
+Each method is ``fn(base, models, **params) -> tensor`` for one tensor:
+
+* ``mean``: the equal-weight average of ``base`` and every model.
+* ``task-arithmetic``: base + scale * sum_j w_j (theta_j - base); weights default to
+  1/(N+1) each, so scale 1 reproduces ``mean``.
+* ``ties``: TIES-merging (Yadav et al. 2023): keep the largest ``density`` fraction of each
+  task vector, elect a sign per element by the summed trimmed vectors, average only the
+  entries that agree with it.
+* ``dare``: DARE (Yu et al. 2024): drop each task-vector entry with probability ``drop``,
+  rescale the survivors by 1/(1 - drop), then task arithmetic. ``drop`` 0 is task arithmetic.
+* ``slerp``: spherical interpolation between ``base`` and one model at ``t``.
+
+Buffers that are not weights (resampling filters, constant noise inputs) are copied from the
+base, not merged: they are constants, and averaging identical constants only adds rounding.
+Unknown parameters are an error, never ignored.
+"""
+import copy
+import inspect
+
+import torch
+
+COPIED_BUFFERS = ('resample_filter', 'noise_const')
+
+
+def _mean(base, models):
+    return torch.stack([base, *models]).mean(0)
+
+
+def _task_arithmetic(base, models, weights=None, scale=1.0):
+    if weights is None:
+        weights = [1.0 / (len(models) + 1)] * len(models)
+    delta = sum(w * (t - base) for w, t in zip(weights, models))
+    return base + scale * delta
+
+
+def _ties(base, models, density=0.2, scale=1.0):
+    deltas = torch.stack([t - base for t in models]).float()
+    flat = deltas.reshape(len(models), -1)
+    k = max(1, int(round(density * flat.shape[1])))
+    if k < flat.shape[1]:
+        thresh = flat.abs().kthvalue(flat.shape[1] - k + 1, dim=1, keepdim=True).values
+        flat = torch.where(flat.abs() >= thresh, flat, torch.zeros_like(flat))
+    sign = torch.sign(flat.sum(0))
+    agree = (torch.sign(flat) == sign) & (flat != 0)
+    merged = (flat * agree).sum(0) / agree.sum(0).clamp(min=1)
+    return base + scale * merged.reshape(base.shape).to(base.dtype)
+
+
+def _dare(base, models, drop=0.9, weights=None, scale=1.0, seed=0, generator=None):
+    # One generator for the whole merge (passed by merge_state_dicts), so every tensor gets
+    # its own mask and the result is reproducible for a seed.
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+    rescaled = []
+    for t in models:
+        delta = t - base
+        if drop > 0:
+            keep = torch.rand(delta.shape, generator=generator) >= drop
+            delta = torch.where(keep, delta / (1 - drop), torch.zeros_like(delta))
+        rescaled.append(base + delta)
+    return _task_arithmetic(base, rescaled, weights, scale)
+
+
+def _slerp(base, models, t=0.5):
+    if len(models) != 1:
+        raise ValueError(f'slerp merges two models (a base and one other); got {len(models) + 1}')
+    a, b = base.reshape(-1).double(), models[0].reshape(-1).double()
+    na, nb = a.norm(), b.norm()
+    if na < 1e-12 or nb < 1e-12:
+        return torch.lerp(base, models[0], t)
+    cos = torch.clamp((a / na) @ (b / nb), -1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-6:                      # (nearly) parallel: linear interpolation
+        return torch.lerp(base, models[0], t)
+    so = torch.sin(omega)
+    out = (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+    return out.reshape(base.shape).to(base.dtype)
+
+
+MERGE_METHODS = {'mean': _mean, 'task-arithmetic': _task_arithmetic, 'ties': _ties, 'dare': _dare,
+                 'slerp': _slerp}
+# Methods whose result is defined relative to a base (a parent's task vectors).
+TASK_VECTOR_METHODS = ('task-arithmetic', 'ties', 'dare')
+
+
+def method_params(method):
+    """The parameters ``method`` takes, with their defaults."""
+    sig = inspect.signature(MERGE_METHODS[method])
+    return {n: p.default for n, p in list(sig.parameters.items())[2:] if n != 'generator'}
+
+
+def check_params(method, params):
+    if method not in MERGE_METHODS:
+        raise ValueError(f'unknown merge method {method!r}; choose from {", ".join(MERGE_METHODS)}')
+    unknown = sorted(set(params) - set(method_params(method)))
+    if unknown:
+        takes = ', '.join(method_params(method)) or 'no parameters'
+        raise ValueError(f'merge method {method!r} does not take {", ".join(unknown)} (it takes {takes})')
+
+
+def merge_state_dicts(base, others, method='mean', **params):
+    """Merged state dict: every floating tensor merged with ``method``, constants copied."""
+    check_params(method, params)
+    fn = MERGE_METHODS[method]
+    if method == 'dare':
+        params = dict(params, generator=torch.Generator().manual_seed(int(params.get('seed', 0))))
+    out = {}
+    for name, value in base.items():
+        if name.rsplit('.', 1)[-1] in COPIED_BUFFERS or not value.is_floating_point():
+            out[name] = value.clone()
+            continue
+        out[name] = fn(value, [o[name] for o in others], **params)
+    return out
+
+
+def merge_modules(base, others, method='mean', **params):
+    """A copy of module ``base`` holding the merge of its tensors with those of ``others``."""
+    merged = copy.deepcopy(base)
+    state = merge_state_dicts(base.state_dict(), [o.state_dict() for o in others], method, **params)
+    merged.load_state_dict(state)
+    return merged

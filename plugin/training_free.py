@@ -1,0 +1,96 @@
+"""Training-free reuse of pickles: ``python -m plugin blend`` (layer swap between two
+generators) and ``python -m plugin merge`` (weight merges of fine-tunes of one parent).
+Both take seconds on a CPU and write ordinary host pickles (the first input's records with
+new tensors; see plugin.pkl_edit)."""
+import os
+
+import torch
+
+from .blend import block_distances, blend_states, check_swap_res, unrelated_warning
+from .images import save_image_grid
+from .merging import TASK_VECTOR_METHODS, check_params, merge_state_dicts, method_params
+from .pickles import NetworkPickleError
+from .pkl_edit import Inputs, mean_w, sample
+
+GENERATORS = ('G', 'G_ema')
+
+
+def blend_pickles(a_path, b_path, out, swap_res, width=0.0, mapping='a', grid=None, seeds=range(6), log=print):
+    """Blend generator A (blocks up to ``swap_res``) with B (above); see plugin.blend."""
+    inputs = Inputs([a_path, b_path])
+    G = inputs.modules[0]['G_ema']
+    check_swap_res(swap_res, G.img_resolution)
+    a, b = inputs.state_dicts('G_ema')
+    distances = block_distances(a, b)
+    warning = unrelated_warning(distances)
+    if warning:
+        log(f'warning: {warning}')
+    states = {}
+    for key in GENERATORS:
+        if key in inputs.keys:
+            sa, sb = inputs.state_dicts(key)
+            states[key] = blend_states(sa, sb, swap_res, width, mapping)
+    inputs.write(out, states)
+    log(f'wrote {out}: blocks up to {swap_res}px from {a_path}, above from {b_path}'
+        f'{f", blend width {width}" if width else ""}; mapping from {"A" if mapping == "a" else "B"}; D from A')
+    if grid:
+        resolutions = [0] + list(G.synthesis.block_resolutions)
+        rows = [(f'swap-res {r}', blend_states(a, b, r, width, mapping)) for r in resolutions]
+        _write_grid(grid, G, rows, seeds, log)
+    return dict(distances=distances, warning=warning)
+
+
+def merge_pickles(models, out, method, base=None, grid=None, seeds=range(6), log=print, **params):
+    """Merge the fine-tunes ``models`` (paths) with ``method`` (plugin.merging); task-vector
+    methods need the parent ``base``. w_avg is recomputed from the merged mapping."""
+    params = {k: v for k, v in params.items() if v is not None}
+    check_params(method, params)
+    if method in TASK_VECTOR_METHODS and base is None:
+        raise NetworkPickleError(f'--method {method} merges task vectors (fine-tune minus parent): give the parent '
+                                 'with --base P.pkl')
+    if method == 'slerp' and len(models) != 2:
+        raise NetworkPickleError(f'--method slerp interpolates two models; got {len(models)}')
+    if method in TASK_VECTOR_METHODS and 'weights' in params and len(params['weights']) != len(models):
+        raise NetworkPickleError(f'--weights has {len(params["weights"])} values for {len(models)} models')
+    if method in TASK_VECTOR_METHODS and 'weights' not in params and 'weights' in method_params(method):
+        params['weights'] = [1.0 / len(models)] * len(models)      # default: the fine-tunes' mean task vector
+    uses_base = method in TASK_VECTOR_METHODS
+    if base is not None and not uses_base:
+        log(f'note: --method {method} does not use --base; merging the models only')
+    paths = ([base] if uses_base else []) + list(models)
+    inputs = Inputs(paths)
+    states = {key: _merged(inputs, key, method, params) for key in inputs.keys}
+    inputs.write(out, states)
+    log(f'wrote {out}: {method} of {len(models)} model(s){" around " + base if uses_base else ""}'
+        f'{"; " + ", ".join(f"{k}={v}" for k, v in params.items()) if params else ""}')
+    if grid:
+        G = inputs.modules[0]['G_ema']
+        rows = [(os.path.basename(p), s) for p, s in zip(paths, inputs.state_dicts('G_ema'))]
+        coefficient = 't' if method == 'slerp' else 'scale' if 'scale' in method_params(method) else None
+        if coefficient is None:
+            rows.append((method, states['G_ema']))
+        else:
+            for value in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25):
+                rows.append((f'{coefficient} {value}', _merged(inputs, 'G_ema', method, dict(params, **{coefficient: value}))))
+        _write_grid(grid, G, rows, seeds, log)
+    return states
+
+
+def _merged(inputs, key, method, params):
+    sds = inputs.state_dicts(key)
+    state = merge_state_dicts(sds[0], sds[1:], method, **params)
+    if key in GENERATORS and 'mapping.w_avg' in state:
+        mapping = [n for n in state if n.startswith('mapping.') and n != 'mapping.w_avg']
+        same = [sd for sd in sds if all(torch.equal(state[n], sd[n]) for n in mapping)]
+        # An input's mapping kept as it was keeps its tracked w_avg; a new mapping gets the
+        # mean of its own samples (averaging the inputs' w_avg would not be its mean).
+        state['mapping.w_avg'] = same[-1]['mapping.w_avg'].clone() if same else mean_w(inputs.modules[0][key], state)
+    return state
+
+
+def _write_grid(path, G, rows, seeds, log):
+    seeds = list(seeds)
+    with torch.no_grad():
+        images = torch.cat([sample(G, state, seeds) for _, state in rows])
+    save_image_grid(images, path, grid_size=(len(seeds), len(rows)))
+    log(f'wrote {path}: rows {", ".join(label for label, _ in rows)}; columns seeds {seeds[0]}..{seeds[-1]}')
