@@ -149,6 +149,8 @@ class HypermodPipeline(StagePipeline):
             self.log(f'[stage2-cond] --kimg 0: no conditional training; the result is {start} (every class the source)')
             return start
         loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=option(f, 'contrastive_weight'))
+        if loss['contrastive_weight'] == 0:
+            self.log('[stage2-cond] --contrastive-weight 0: D trains without the Barlow Twins term')
         args = self._stage('stage2-cond', kimg, start, data=f.data, loss_kwargs=loss)
         interval = option(f, 'r1_interval')     # a pipeline option (bench/exp_hypermod.py), not a flag
         if interval < 1:
