@@ -32,6 +32,7 @@ def run_method(args, work, domains, method):
     merge_kimg = args.kimg - root_kimg * (n - 1)
     flags = train_flags(args, merge_kimg, cocktail=[source(d) for d in domains],
                         root_kimg=root_kimg or None, baseline=None if method == 'cocktail' else method)
+    flags['judge'] = 0          # this experiment measures against the real domains itself (below)
     pipe_dir = os.path.join(work, f'{"-".join(domains)}-{method}')
     info = run_row(args, pipe_dir, lambda: CocktailPipeline(flags, pipe_dir, log=lambda *a: None).run())
     snaps = snapshots(os.path.join(pipe_dir, 'stage3-merge'), offset=root_kimg * (n - 1))
