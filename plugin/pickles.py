@@ -226,6 +226,43 @@ def _numpy_scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype)[0].copy()
 
 
+class _ArrayClass:
+    """What the unpickler gets for ``numpy.ndarray``: only a marker for ``_reconstruct`` (calling
+    ndarray(shape) from a pickle would allocate whatever shape it names)."""
+
+
+def _numpy_reconstruct(subtype, shape, typecode):
+    # numpy pickles an array as _reconstruct(ndarray, (0,), b'b') then BUILD with its state.
+    if subtype is not _ArrayClass:
+        raise UnsafePickleError('numpy _reconstruct of anything but a plain ndarray refused')
+    return np.ndarray.__new__(SafeArray, (0,), 'b')
+
+
+class SafeArray(np.ndarray):
+    """A numpy array read from a pickle: its state is checked before numpy sees it (plain
+    numeric dtype, a shape whose size matches the bytes present); pickled again as a plain
+    ndarray, so the host reads what we write. (stylegan3 networks keep int64 sizes in
+    ndarrays.)"""
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise NetworkPickleError('malformed numpy array state')
+        version, shape, dtype, fortran, raw = state
+        _plain_number_dtype(dtype, 'numpy array')
+        if (not isinstance(shape, tuple) or len(shape) > 32
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in shape)):
+            raise NetworkPickleError('malformed numpy array shape')
+        if not isinstance(raw, bytes) or len(raw) != math.prod(shape) * dtype.itemsize:
+            raise NetworkPickleError('numpy array: its bytes do not match its shape and dtype')
+        super().__setstate__((version, shape, dtype, bool(fortran), raw))
+
+    def __reduce__(self):
+        return np.asarray(self).view(np.ndarray).__reduce__()
+
+    def __reduce_ex__(self, protocol):
+        return self.__reduce__()
+
+
 def _set(items=()):
     return set(items)
 
@@ -277,6 +314,9 @@ _ALLOWED_GLOBALS = {
     'numpy.core.multiarray.scalar': _numpy_scalar,
     'numpy._core.multiarray.scalar': _numpy_scalar,
     'numpy.dtype': _numpy_dtype,
+    'numpy.ndarray': _ArrayClass,
+    'numpy.core.multiarray._reconstruct': _numpy_reconstruct,
+    'numpy._core.multiarray._reconstruct': _numpy_reconstruct,
     'dnnlib.util.EasyDict': EasyDict,
     'builtins.set': _set,
     '__builtin__.set': _set,

@@ -258,7 +258,7 @@ def hostile_files(tmp, marker):
     for module, name in [('os', 'system'), ('posix', 'system'), ('builtins', 'eval'), ('builtins', 'exec'),
                          ('subprocess', 'Popen'), ('subprocess', 'run'), ('importlib', 'import_module'),
                          ('builtins', 'getattr'), ('torch', 'load'), ('pickle', 'loads'), ('numpy', 'load'),
-                         ('numpy.core.multiarray', '_reconstruct'), ('torch.storage', 'TypedStorage')]:
+                         ('numpy', 'frombuffer'), ('torch.storage', 'TypedStorage')]:
         files[f'global-{module}.{name}'] = (craft({'G': Call(module, name, (cmd,))}), UnsafePickleError,
                                             re.escape(f"global '{module}.{name}'"))
     # A global planted inside a tensor storage (read by torch's loader after ours).
@@ -276,6 +276,16 @@ def hostile_files(tmp, marker):
         craft({'G': Call('numpy.core.multiarray', 'scalar',
                          (Call('numpy', 'dtype', ('f8', False, True), state=(3, '|', None, None, None, 8, 8, 63)),
                           b'A' * 8))}), (UnsafePickleError, NetworkPickleError), 'numpy|dtype|refused')
+    # numpy arrays (stylegan3 keeps int64 sizes in them): object dtype, bytes that do not match
+    # the shape, and ndarray called directly with a huge shape.
+    def array(dtype, shape, raw):
+        return Call('numpy._core.multiarray', '_reconstruct', (Call('numpy', 'ndarray').stub, (0,), b'b'),
+                    state=(1, shape, Call('numpy', 'dtype', (dtype, False, True)), False, raw))
+    files['numpy-object-array'] = (craft({'G': array('O8', (2,), b'A' * 16)}), UnsafePickleError, 'numpy dtype')
+    files['numpy-array-short-bytes'] = (craft({'G': array('i8', (10 ** 9,), b'A' * 16)}), NetworkPickleError,
+                                        'bytes do not match')
+    files['numpy-ndarray-called'] = (craft({'G': Call('numpy', 'ndarray', ((2 ** 40,),))}), NetworkPickleError,
+                                     'not a readable|no network|refused')
     # Storages and views larger than what the file holds.
     files['storage-larger-than-file'] = (craft({'G': tensor_call(legacy_storage(2 ** 40, float_bytes), (4,), (1,))}),
                                          NetworkPickleError, 'declares')
@@ -383,6 +393,31 @@ def test_plain_torch_layers_are_never_constructed():
     # A real layer inside a real module's state still comes back whole (its state is set by BUILD).
     real = SafeUnpickler(io.BytesIO(pickle.dumps({'x': torch.nn.Linear(3, 5)}, protocol=4))).load()['x']
     assert real.weight.shape == (5, 3) and real.in_features == 3
+
+
+def test_stylegan3_pickles_are_read_as_data_with_their_numpy_arrays(fixtures_dir):
+    """stylegan3 networks keep ndarrays and numpy scalars in their state: read without running
+    anything, and written back with plain numpy globals (what the host's loader reads)."""
+    import numpy as np
+    path = fixtures_dir.parent / 'stylegan3' / 't32' / 'network-snapshot.pkl'
+    if not path.is_file():
+        pytest.skip(f'no stylegan3 fixtures at {path.parent}')
+    data = load_network_pkl(path, rebuild=False)
+    arrays = []
+
+    def walk(state):
+        for value in state.values():
+            if isinstance(value, np.ndarray):
+                arrays.append(value)
+        for child in (state.get('_modules') or {}).values():
+            if isinstance(child, PersistentRecord):
+                walk(child.state)
+    walk(data['G_ema'].state)
+    assert arrays and all(a.dtype == np.int64 for a in arrays)
+    blob = dumps_network_pkl({'G': data['G_ema']})
+    assert b'SafeArray' not in blob and b'plugin' not in blob.split(b'module_src')[0]
+    again = SafeUnpickler(io.BytesIO(blob)).load()['G']
+    assert again.state.keys() == data['G_ema'].state.keys()
 
 
 def test_a_plain_numpy_scalar_loads():
