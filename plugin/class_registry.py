@@ -92,6 +92,15 @@ def own_classes():
     return _own
 
 
+def own_persistent_class(module, name):
+    """Our persistent class named by a pickle's shim (module and class, as text), from the
+    registry; None when it is not one of ours. The named module is never imported."""
+    from . import persistence
+    cls = own_classes().get(canonical(f'{module}.{name}'))
+    registered = persistence.registered_classes()
+    return cls if cls is not None and (cls.__module__, cls.__qualname__) in registered else None
+
+
 def module_classes(module_name, packages):
     """The classes in fixed module ``module_name``'s namespace that belong to ``packages``
     (defined there or re-exported from a sibling), by name: never a class it merely imported

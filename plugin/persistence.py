@@ -114,12 +114,3 @@ def parse_own_module_src(src):
 def registered_classes():
     """{(module, qualname): class} of every class decorated here so far."""
     return dict(_REGISTRY)
-
-
-def find_own_class(module, name):
-    """Our persistent class named by a pickle's shim, from the closed registry (which imports
-    only a fixed list of this project's modules, never the module a pickle names); None when
-    it is not one of ours."""
-    from .class_registry import canonical, own_classes
-    cls = own_classes().get(canonical(f'{module}.{name}'))
-    return cls if cls is not None and (cls.__module__, cls.__qualname__) in _REGISTRY else None

@@ -388,7 +388,7 @@ def check_structure(data, name):
 def _module_class_for(record, host):
     family = record.family
     if family.startswith('plugin:'):
-        return persistence.find_own_class(family[len('plugin:'):], record.class_name)
+        return class_registry.own_persistent_class(family[len('plugin:'):], record.class_name)
     return host.network_class(family, record.class_name)
 
 
