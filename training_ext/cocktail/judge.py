@@ -22,7 +22,8 @@ from plugin.metrics import stats
 from plugin.metrics.feature_net import load as load_feature_net
 
 RESOLUTION = 32          # judged at this size: cheap on a CPU, enough to tell domains apart
-STEPS = 300             # Adam steps of 64 images, however many images: small sets are seen repeatedly
+STEPS = 300             # Adam steps of 64 images ...
+MAX_EPOCHS = 40         # ... but no more passes over a small set than this (it would only memorise)
 HELD_OUT = 0.2
 
 
@@ -98,7 +99,7 @@ class Judge:
             torch.manual_seed(seed)
             net = SourceClassifier(C)
             opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-            for _ in range(steps):
+            for _ in range(min(steps, -(-MAX_EPOCHS * len(train) // 64))):
                 idx = train[torch.from_numpy(rng.choice(len(train), min(64, len(train)), replace=False))]
                 loss = F.cross_entropy(net(x[idx]), y[idx])
                 opt.zero_grad()
