@@ -115,11 +115,12 @@ def generate(pkl, seeds, truncation_psi, class_idx, noise_mode, key, outdir, dev
 @click.option('--out', type=click.Path(dir_okay=False), required=True, help='Pickle to write.')
 @click.option('--grid', type=click.Path(dir_okay=False), help='Also write a PNG sweeping --swap-res (rows) for --seeds.')
 @click.option('--seeds', default='0-5', show_default=True, help='Seeds of the grid columns.')
-def blend(a_pkl, b_pkl, swap_res, blend_width, mapping, out, grid, seeds):
+@click.option('--gif', type=click.Path(dir_okay=False), help='Also write an animated GIF sweeping the swap resolution.')
+def blend(a_pkl, b_pkl, swap_res, blend_width, mapping, out, grid, seeds, gif):
     """Layer-swap blend of two fine-tunes of one parent (the "toonify" blend), no training."""
     from .training_free import blend_pickles
     blend_pickles(a_pkl, b_pkl, out, swap_res, blend_width, mapping, grid=grid, seeds=parse_range(seeds),
-                  log=click.echo)
+                  log=click.echo, gif=gif)
 
 
 def parse_floats(text):
@@ -144,10 +145,11 @@ def parse_floats(text):
 @click.option('--grid', type=click.Path(dir_okay=False), help='Also write a PNG: the inputs, then the merge '
               'coefficient (scale or t) swept, for --seeds.')
 @click.option('--seeds', default='0-5', show_default=True, help='Seeds of the grid columns.')
-def merge(models, method, base, weights, scale, density, drop, t, seed, out, grid, seeds):
+@click.option('--gif', type=click.Path(dir_okay=False), help='Also write an animated GIF sweeping the merge coefficient.')
+def merge(models, method, base, weights, scale, density, drop, t, seed, out, grid, seeds, gif):
     """Merge fine-tunes of one parent by their weights, no training."""
     from .training_free import merge_pickles
-    merge_pickles(list(models), out, method, base=base, grid=grid, seeds=parse_range(seeds), log=click.echo,
+    merge_pickles(list(models), out, method, base=base, grid=grid, seeds=parse_range(seeds), log=click.echo, gif=gif,
                   weights=parse_floats(weights) if weights is not None else None, scale=scale, density=density,
                   drop=drop, t=t, seed=seed)
 

@@ -37,7 +37,7 @@ def check_swap_res(swap_res, img_resolution):
 
 def b_share(res, swap_res, width):
     """How much of B block ``res`` receives: 0 or 1 for a hard swap, a sigmoid for width > 0."""
-    if swap_res == 0:
+    if swap_res <= 0:
         return 1.0
     if width == 0:
         return 1.0 if res > swap_res else 0.0
@@ -45,7 +45,8 @@ def b_share(res, swap_res, width):
 
 
 def blend_states(a, b, swap_res, width=0.0, mapping='a'):
-    """Blended generator state dict from the state dicts ``a`` and ``b``."""
+    """Blended generator state dict from the state dicts ``a`` and ``b`` (``swap_res`` may fall
+    between resolutions, for a continuous sweep)."""
     if width < 0:
         raise NetworkPickleError(f'--blend-width {width}: must be >= 0')
     if mapping not in ('a', 'b'):

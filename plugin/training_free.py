@@ -2,8 +2,10 @@
 generators) and ``python -m plugin merge`` (weight merges of fine-tunes of one parent).
 Both take seconds on a CPU and write ordinary host pickles (the first input's records with
 new tensors; see plugin.pkl_edit)."""
+import math
 import os
 
+import numpy as np
 import torch
 
 from .blend import block_distances, blend_states, check_swap_res, unrelated_warning
@@ -15,7 +17,8 @@ from .pkl_edit import Inputs, mean_w, sample
 GENERATORS = ('G', 'G_ema')
 
 
-def blend_pickles(a_path, b_path, out, swap_res, width=0.0, mapping='a', grid=None, seeds=range(6), log=print):
+def blend_pickles(a_path, b_path, out, swap_res, width=0.0, mapping='a', grid=None, seeds=range(6), log=print,
+                  gif=None):
     """Blend generator A (blocks up to ``swap_res``) with B (above); see plugin.blend."""
     inputs = Inputs([a_path, b_path])
     G = inputs.modules[0]['G_ema']
@@ -37,10 +40,16 @@ def blend_pickles(a_path, b_path, out, swap_res, width=0.0, mapping='a', grid=No
         resolutions = [0] + list(G.synthesis.block_resolutions)
         rows = [(f'swap-res {r}', blend_states(a, b, r, width, mapping)) for r in resolutions]
         _write_grid(grid, G, rows, seeds, log)
+    if gif:
+        # A continuous sweep of the swap resolution from "all B" to "all A" (soft, so it moves).
+        top = math.log2(G.img_resolution)
+        steps = [2 ** (1.5 + (top - 1.5) * i / (GIF_FRAMES - 1)) for i in range(GIF_FRAMES)]
+        frames = [blend_states(a, b, r, max(width, 0.25), mapping) for r in steps]
+        _write_gif(gif, G, frames, seeds, log, 'swap resolution 2.8 px (all B) -> all A')
     return dict(distances=distances, warning=warning)
 
 
-def merge_pickles(models, out, method, base=None, grid=None, seeds=range(6), log=print, **params):
+def merge_pickles(models, out, method, base=None, grid=None, seeds=range(6), log=print, gif=None, **params):
     """Merge the fine-tunes ``models`` (paths) with ``method`` (plugin.merging); task-vector
     methods need the parent ``base``. w_avg is recomputed from the merged mapping."""
     params = {k: v for k, v in params.items() if v is not None}
@@ -73,6 +82,13 @@ def merge_pickles(models, out, method, base=None, grid=None, seeds=range(6), log
             for value in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25):
                 rows.append((f'{coefficient} {value}', _merged(inputs, 'G_ema', method, dict(params, **{coefficient: value}))))
         _write_grid(grid, G, rows, seeds, log)
+    if gif:
+        coefficient = 't' if method == 'slerp' else 'scale' if 'scale' in method_params(method) else None
+        if coefficient is None:
+            raise NetworkPickleError(f'--gif sweeps the merge coefficient; --method {method} has none')
+        values = [1.25 * i / (GIF_FRAMES - 1) for i in range(GIF_FRAMES)]
+        frames = [_merged(inputs, 'G_ema', method, dict(params, **{coefficient: v})) for v in values]
+        _write_gif(gif, inputs.modules[0]['G_ema'], frames, seeds, log, f'{coefficient} 0 -> 1.25')
     return states
 
 
@@ -86,6 +102,26 @@ def _merged(inputs, key, method, params):
         # mean of its own samples (averaging the inputs' w_avg would not be its mean).
         state['mapping.w_avg'] = same[-1]['mapping.w_avg'].clone() if same else mean_w(inputs.modules[0][key], state)
     return state
+
+
+GIF_FRAMES = 24
+
+
+def _write_gif(path, G, states, seeds, log, what):
+    """An animated GIF (Pillow): one frame per state, the seeds side by side, there and back."""
+    from PIL import Image
+
+    from .images import to_uint8
+    seeds = list(seeds)
+    frames = []
+    with torch.no_grad():
+        for state in states:
+            row = to_uint8(sample(G, state, seeds))
+            frames.append(Image.fromarray(np.concatenate(list(row), axis=1).squeeze()))
+    frames += frames[-2:0:-1]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    log(f'wrote {path}: {len(states)} frames ({what}), seeds {seeds[0]}..{seeds[-1]}')
 
 
 def _write_grid(path, G, rows, seeds, log):

@@ -198,9 +198,11 @@ def test_errors_are_one_line(family, tmp_path):
 
 def test_cli_writes_pickles_and_sweep_grids(family, tmp_path):
     r = CliRunner().invoke(cli, ['blend', family['a'], family['b'], '--swap-res', '8', '--out', str(tmp_path / 'b.pkl'),
-                                 '--grid', str(tmp_path / 'b.png'), '--seeds', '0-2'])
+                                 '--grid', str(tmp_path / 'b.png'), '--seeds', '0-2', '--gif', str(tmp_path / 'b.gif')])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / 'b.png').size == (3 * 16, 4 * 16)                # rows: swap-res 0, 4, 8, 16
+    gif = Image.open(tmp_path / 'b.gif')
+    assert gif.size == (3 * 16, 16) and gif.n_frames > 20
     r = CliRunner().invoke(cli, ['merge', family['a'], family['b'], '--method', 'task-arithmetic', '--base',
                                  family['parent'], '--scale', '0', '--out', str(tmp_path / 'm.pkl'),
                                  '--grid', str(tmp_path / 'm.png'), '--seeds', '0-2'])
