@@ -207,7 +207,7 @@ def test_cocktail_merges_the_checkouts_networks(checkout, tmp_path):
     from training_ext.cocktail.pipeline import CocktailPipeline
     a, b = make_source(tmp_path / 'a.pkl', 0), make_source(tmp_path / 'b.pkl', 1)
     flags = dict(cocktail=[a, b], outdir=str(tmp_path), cfg='tiny', batch=8, root_kimg=0.016, kimg=0.016,
-                 tick=0.016, snap=1, seed=0, device='cpu')
+                 tick=0.016, snap=1, seed=0, device='cpu', judge=40)
     pipe = CocktailPipeline(flags, str(tmp_path / 'ck'), log=lambda *a: None)
     pipe.run()
     G = load_network_pkl(pipe.state['stages']['stage3-merge']['output'])['G_ema']

@@ -16,7 +16,7 @@ FLAGS = [
     click.option('--cocktail', type=CommaList(), metavar='PKLS',
                  help='Merge these source pickles (comma-separated) into one conditional model'),
     click.option('--root', type=int, metavar='INT', help='Index of the root source [default: 0]'),
-    click.option('--root-kimg', type=int, metavar='INT', help='kimg of each rooting run [default: --kimg]'),
+    click.option('--root-kimg', type=float, metavar='KIMG', help='kimg of each rooting run [default: --kimg]'),
     click.option('--root-replay', type=bool, metavar='BOOL',
                  help="Rooting also trains the root's classes on the root's images [default: true]"),
     click.option('--merge-method', type=click.Choice(list(MERGE_METHODS)), help='How to merge [default: mean]'),
