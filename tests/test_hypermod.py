@@ -345,8 +345,8 @@ def test_classes_start_as_the_source_and_separate_from_the_first_step(world):
 
 
 def test_r1_interval_reaches_the_conditional_stage(world):
-    pipe, _ = run_pipeline(world, 'r1-every-step', kimg=0.016, r1_interval=1)
+    pipe, _ = run_pipeline(world, 'r1-lazy', kimg=0.016, r1_interval=16)
     options = json.loads(open(pipe.path('stage2-cond', 'training_options.json')).read())
-    assert options['D_reg_interval'] == 1
+    assert options['D_reg_interval'] == 16
     with pytest.raises(HypermodError, match='R1 interval'):
         run_pipeline(world, 'r1-zero', kimg=0.016, r1_interval=0)

@@ -9,7 +9,10 @@ DEFAULTS = dict(
     contrastive_weight=0.01,
     kimg=1000,                  # stage2-cond
     freezed=1,                  # the reference freezes D's fromRGB layer
-    r1_interval=16,             # R1 every N D steps (the host's lazy regularisation); 1 = every step (the paper)
+    # R1 every N D steps. 1 (the paper's every step) measured better than the host's lazy 16 at
+    # equal kimg and at about equal wall time (BENCHMARKS.md, issue 17: union FID 7.41 vs 9.25
+    # at 8 kimg; 8.18 at 542 s vs 9.25 at 509 s).
+    r1_interval=1,
 )
 # Self-initialisation kimg by head init: 'source' heads already reproduce the source (measured
 # 1.5e-7 mean |hyper - source|), which self-initialisation can only perturb (Adam's steps on
