@@ -35,7 +35,7 @@ def run_method(args, work, data, name, sources, extra):
     baseline = 'baseline' in extra
     mine_kimg = 0 if baseline else 1
     flags = train_flags(args, args.kimg - mine_kimg, mine=[source(s) for s in sources], data=data,
-                        mine_kimg=mine_kimg or None, **extra)
+                        mine_kimg=None if baseline else mine_kimg, **extra)   # baselines do not mine
     pipe_dir = os.path.join(work, name)
     info = run_row(args, pipe_dir, lambda: MiningPipeline(flags, pipe_dir, log=lambda *a: None).run())
     stage = f'baseline-{extra["baseline"]}' if baseline else 'stage2-finetune'
