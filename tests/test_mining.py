@@ -256,3 +256,15 @@ def test_fisher_scores_rank_first_the_channels_that_can_change_Ds_verdict():
     assert (s[~mask] == 0).all() and (s[mask] > 0).all()
     masks = select_channels(scores, len(keep) / 32)
     assert masks[f'{layer}.weight'].nonzero().squeeze(1).tolist() == keep.tolist()
+
+
+def test_one_source_mined_mapping_has_the_sources_w_avg_for_host_truncation(world):
+    G = load_network_pkl(world['a'])['G_ema'].eval()
+    M = mined_from_sources([G]).eval()
+    torch.testing.assert_close(M.mapping.w_avg, G.mapping.w_avg)
+    z = torch.randn(3, M.z_dim)
+    with torch.no_grad():
+        ws = M.mapping.w_avg.lerp(M.mapping(z, None), 0.0)          # host-style truncation, psi 0
+        img = M.synthesis(ws, noise_mode='const')
+    torch.testing.assert_close(img[0], img[2])
+    assert not hasattr(mined_from_sources([G, load_network_pkl(world['b'])['G_ema']]).mapping, 'w_avg')

@@ -107,6 +107,17 @@ class MinedMapping(torch.nn.Module):
         self.packed = len(mappings) > 1
         self.w_dim = max(self.w_dims) + 1 if self.packed else self.w_dims[0]
 
+    @property
+    def w_avg(self):
+        """The source's mean w, for host tools that truncate ws toward ``mapping.w_avg`` (one
+        source; the truncation G(z, c, truncation_psi=...) does uses it too). Several sources
+        have no common w space: use G(z, c, truncation_psi=...), which truncates each sample
+        toward its own source's mean."""
+        if self.packed:
+            raise AttributeError('a mined generator with several sources has no single w_avg; truncate with '
+                                 'G(z, c, truncation_psi=...)')
+        return self.mappings[0].w_avg
+
     def select(self, z):
         """Generator index per sample: sampled from the selector while training, argmax otherwise."""
         if self.selector is None:
