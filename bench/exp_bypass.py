@@ -1,6 +1,6 @@
 """Mind2Mind bypass (latent w, partial at 16 px) vs full fine-tuning: quality and wall-clock.
 
-    python bench/exp_bypass.py [--kimg 4] [--latent-kimg 1200] [--seed 0] [--workdir /tmp/cocktail-bench]
+    python bench/exp_bypass.py [--kimg 4] [--latent-kimg 1200] [--seed 0] [--workdir /tmp/cocktail-bench] [--modes w,16]
 
 Source: the shipped discs generator; target: 500 rendered triangles. Why triangles: in the
 metrics' feature space the discs source is at FID ~37 from triangles but ~134 from rings (a
@@ -56,6 +56,7 @@ def first_time_below(points, fid):
 def main():
     p = parser(__doc__, kimg=4)
     p.add_argument('--latent-kimg', type=float, default=1200, help='latent GAN budget of the w row [default: 1200]')
+    p.add_argument('--modes', default='w,16', help='bypass rows to run, comma-separated [default: w,16]')
     args = p.parse_args()
     work = start(args, 'bypass')
     data = dataset(work, [TARGET], COUNT, seed=args.seed)
@@ -64,12 +65,15 @@ def main():
     curves['full fine-tuning'], seconds = run_fine_tuning(args, work, data)
     totals = {'full fine-tuning': seconds}
     for mode, label in (('w', 'bypass w (latent GAN)'), ('16', 'bypass R=16 (partial)')):
+        if mode not in args.modes.split(','):
+            continue
         print(label)
         curves[label], totals[label] = run_bypass(args, work, data, mode)
     reference = final(curves['full fine-tuning'])['fid_union']
     budgets = {'full fine-tuning': f'{args.kimg:g} kimg images',
                'bypass w (latent GAN)': f'{args.kimg / 4:g} kimg encoder + {args.latent_kimg:g} kimg latents',
                'bypass R=16 (partial)': f'{args.kimg / 4:g} kimg adapter + {args.kimg:g} kimg at 16 px'}
+    budgets = {k: v for k, v in budgets.items() if k in curves}
     rows = []
     for label, points in curves.items():
         best = min(points, key=lambda q: q['fid_union'])
