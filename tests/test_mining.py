@@ -268,3 +268,18 @@ def test_one_source_mined_mapping_has_the_sources_w_avg_for_host_truncation(worl
         img = M.synthesis(ws, noise_mode='const')
     torch.testing.assert_close(img[0], img[2])
     assert not hasattr(mined_from_sources([G, load_network_pkl(world['b'])['G_ema']]).mapping, 'w_avg')
+
+
+def test_sources_laid_out_as_a_users_runs(world, tmp_path):
+    """Two sources that are both <run>/network-snapshot-000000.pkl, as the host writes them."""
+    import shutil
+    paths = []
+    for run_dir, src in (('00000-discs', world['a']), ('00001-rings', world['b'])):
+        (tmp_path / run_dir).mkdir()
+        paths.append(str(tmp_path / run_dir / 'network-snapshot-000000.pkl'))
+        shutil.copy(src, paths[-1])
+    pipe, final, _ = run(world, 'user-runs', mine=paths, kimg=0.016)
+    G = load_network_pkl(final)['G_ema']
+    assert len(G.mapping.mappings) == 2
+    header = (world['tmp'] / 'user-runs' / 'selector.txt').read_text().splitlines()[0].split()
+    assert '00000-discs' in header and '00001-rings' in header
