@@ -41,10 +41,12 @@ def random_sources(tmp, res, n=3):
                                           num_channels=3, num_classes=0, name='bench'))
     _, args = run_options.build(flags)
     paths = []
+    G_kwargs = {k: v for k, v in args.G_kwargs.items() if k != 'class_name'}
+    D_kwargs = {k: v for k, v in args.D_kwargs.items() if k != 'class_name'}
     for i in range(n):
         torch.manual_seed(i)
-        G = Generator(**args.G_kwargs, c_dim=0, img_resolution=res, img_channels=3)
-        D = Discriminator(**args.D_kwargs, c_dim=0, img_resolution=res, img_channels=3)
+        G = Generator(**G_kwargs, c_dim=0, img_resolution=res, img_channels=3)
+        D = Discriminator(**D_kwargs, c_dim=0, img_resolution=res, img_channels=3)
         paths.append(os.path.join(tmp, f'src{i}.pkl'))
         save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), paths[-1])
     return paths
