@@ -85,17 +85,19 @@ def judge_stages(pipeline, rooted, final_pkl):
     rows = []
     for name, path in rooted.items():
         if os.path.isfile(path):
-            rows.append(dict(stage=f'stage1-root-{name}', kimg=None, pickle=path,
-                             **judge.evaluate(load_network_pkl(path)['G_ema'], n)))
+            # The average takes the rooted models' G (their G_ema lags by the EMA half-life).
+            rows.append(dict(stage=f'stage1-root-{name}', kimg=None, pickle=path, network='G',
+                             **judge.evaluate(load_network_pkl(path)['G'], n)))
     merge_dir = pipeline.path('stage3-merge')
     merge_snaps = snapshots(merge_dir) if os.path.dirname(os.path.abspath(final_pkl)) == os.path.abspath(merge_dir) \
         else []
     start = pipeline.merge_start
     if start is not None and os.path.isfile(start):
-        rows.append(dict(stage='merge start', kimg=0.0, pickle=start, **judge.evaluate(load_network_pkl(start)['G_ema'], n)))
+        rows.append(dict(stage='merge start', kimg=0.0, pickle=start, network='G_ema',
+                         **judge.evaluate(load_network_pkl(start)['G_ema'], n)))
     for path in merge_snaps:
         data = load_network_pkl(path)
-        rows.append(dict(stage='stage3-merge', kimg=_kimg_of(data, path), pickle=path,
+        rows.append(dict(stage='stage3-merge', kimg=_kimg_of(data, path), pickle=path, network='G_ema',
                          **judge.evaluate(data['G_ema'], n)))
     curve = [r for r in rows if r['kimg'] is not None]
     if curve:
@@ -115,12 +117,12 @@ def _format_judge(j):
     lines = [f"Does class k draw source k? Source-identification classifier trained on the sources' own samples: "
              f"held-out accuracy {j['heldout_accuracy']:.3f} (chance {chance:.3f}); per class, the share of "
              f"{j['eval_samples']} samples identified as their source, and FID vs the source's samples "
-             "(project feature space):",
+             "(project feature space); rooted models by their G (what the average takes), merge by G_ema:",
              f"  {'stage':<28s} {'kimg':>6s}  " + ' '.join(f'{n[:10]:>10s}' for n in names) + '      mean   | FID '
              + ' '.join(f'{n[:10]:>10s}' for n in names)]
     for r in j['rows']:
         kimg = '' if r['kimg'] is None else f"{r['kimg']:.3g}"
-        lines.append(f"  {r['stage']:<28s} {kimg:>6s}  " + ' '.join(f'{a:10.3f}' for a in r['accuracy'])
+        lines.append(f"  {r['stage'] + ' ' + r['network']:<28s} {kimg:>6s}  " + ' '.join(f'{a:10.3f}' for a in r['accuracy'])
                      + f"  {r['mean_accuracy']:8.3f}   |     " + ' '.join(f'{v:10.2f}' for v in r['fid']))
     return lines
 
