@@ -31,7 +31,7 @@ def run_method(args, work, domains, method):
     root_kimg = args.kimg / 3 / (n - 1) if method == 'cocktail' else 0
     merge_kimg = args.kimg - root_kimg * (n - 1)
     flags = train_flags(args, merge_kimg, cocktail=[source(d) for d in domains],
-                        root_kimg=root_kimg or None, baseline=None if method == 'cocktail' else method)
+                        root_kimg=root_kimg if method == 'cocktail' else None, baseline=None if method == 'cocktail' else method)
     flags['judge'] = 0          # this experiment measures against the real domains itself (below)
     pipe_dir = os.path.join(work, f'{"-".join(domains)}-{method}')
     info = run_row(args, pipe_dir, lambda: CocktailPipeline(flags, pipe_dir, log=lambda *a: None).run())

@@ -49,8 +49,11 @@ def open_target(flags, resolution, error, needs, generates='the sources generate
         raise error(f'--data: {e}') from None
     if ds.resolution != resolution:
         raise error(f'the target images are {ds.resolution}px but {generates} {resolution}px')
-    n, batch = flags.get('subset') or len(ds), flags.get('batch') or 16
-    if n < batch:
+    # --subset None means every image; --batch None leaves the batch to --cfg (the sampler
+    # checks it again once it is known), so only a given batch is checked here.
+    subset, batch = flags.get('subset'), flags.get('batch')
+    n = len(ds) if subset is None else min(subset, len(ds))
+    if batch is not None and n < batch:
         raise error(f'the target set has {n} images, fewer than the batch ({batch}); pass --batch {n} or less, or '
                     'more images')
     return ds
