@@ -29,7 +29,7 @@ from training_ext.bypass.latent_gan import LatentGANTrainer  # noqa: E402
 from training_ext.bypass.networks import LatentCritic, LatentGenerator, SplitDiscriminator  # noqa: E402
 from training_ext.bypass.pipeline import LowGenerator  # noqa: E402
 from training_ext.bypass.split import g_feature_channels  # noqa: E402
-from training_ext.common.domains import write_domains_zip  # noqa: E402
+from plugin.domains import write_domains_zip  # noqa: E402
 
 CONFIGS = {'auto64': ('auto', 64, 8), 'tiny64': ('tiny', 64, 16), 'auto128': ('auto', 128, 4),
            'tiny128': ('tiny', 128, 16)}

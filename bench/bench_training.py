@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from plugin import run_options  # noqa: E402
 from plugin.easydict import EasyDict  # noqa: E402
 from plugin.hosts.embedded.training_loop import DEFAULTS, TrainingRun  # noqa: E402
-from training_ext.common.domains import write_domains_zip  # noqa: E402
+from plugin.domains import write_domains_zip  # noqa: E402
 
 CONFIGS = {                       # --cfg tiny at three resolutions, and the host's auto config at 64 px
     'tiny32': dict(cfg='tiny', res=32),

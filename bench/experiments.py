@@ -28,7 +28,7 @@ sys.path.insert(0, REPO)
 from plugin import launch, load_network_pkl, run_options  # noqa: E402
 from plugin.metrics.evaluate import evaluate  # noqa: E402
 from plugin.plots import line_plot  # noqa: E402
-from training_ext.common.domains import write_domains_zip  # noqa: E402
+from plugin.domains import write_domains_zip  # noqa: E402
 
 SOURCES = os.path.join(REPO, 'plugin', 'assets', 'sources')
 RESULTS = os.path.join(REPO, 'bench', 'results')

@@ -17,7 +17,7 @@ sys.path[:0] = [os.path.join(REPO, 'tests'), REPO]
 
 from plugin import load_network_pkl  # noqa: E402
 from test_training import train  # noqa: E402
-from training_ext.common.domains import write_domains_zip  # noqa: E402
+from plugin.domains import write_domains_zip  # noqa: E402
 
 
 def ratio(a, b):

@@ -163,7 +163,7 @@ def merge(models, method, base, weights, scale, density, drop, t, seed, out, gri
 @click.option('--out', type=click.Path(dir_okay=False), required=True, help='Zip file to write.')
 def domains(domains, count, resolution, seed, labels, out):
     """Write a dataset zip of procedural image domains (deterministic for a seed)."""
-    from training_ext.common.domains import write_domains_zip
+    from plugin.domains import write_domains_zip
     names = [d.strip() for d in domains.split(',') if d.strip()]
     write_domains_zip(out, names, count, resolution, seed, labels)
     click.echo(f'wrote {out}: {len(names)} domain(s) x {count} images at {resolution}px')

@@ -392,9 +392,8 @@ def _module_class_for(record, host):
     return host.network_class(family, record.class_name)
 
 
-# Stored constructor kwargs are plain data: these types only, within these bounds.
-_PLAIN_TYPES = (type(None), bool, int, float, str)
-MAX_KWARGS_ITEMS = 100_000      # strings, list items and dict entries in one record's kwargs
+# Stored constructor kwargs are plain data. Their size and depth are already bounded by
+# check_structure, which every loaded file passes before any record is rebuilt.
 MAX_INT = 2 ** 40               # larger ints are no network's sizes (and big-int arithmetic can stall)
 
 
@@ -402,21 +401,13 @@ def check_stored_kwargs(record, host, what):
     """Refuse stored constructor arguments that are not plain data, or that name a class
     outside the closed registry, before any constructor sees them. Returns nothing; raises
     UnsafePickleError naming the path and the value."""
-    count = 0
 
-    def walk(value, path, depth):
-        nonlocal count
-        count += 1
-        if count > MAX_KWARGS_ITEMS or depth > 32:
-            raise UnsafePickleError(f'{what}: stored kwargs are too large or too deeply nested ({path}); refused')
-        if isinstance(value, bool) or value is None or isinstance(value, float):
+    def walk(value, path):
+        if value is None or isinstance(value, (bool, float, str)):
             return
         if isinstance(value, int):
             if abs(value) > MAX_INT:
                 raise UnsafePickleError(f'{what}: {path} = {value} is implausibly large for a network; refused')
-            return
-        if isinstance(value, str):
-            count += len(value) // 1000
             return
         if isinstance(value, dict):
             for key, item in value.items():
@@ -424,16 +415,16 @@ def check_stored_kwargs(record, host, what):
                     raise UnsafePickleError(f'{what}: {path} has a key of type {type(key).__name__}; refused')
                 if key == 'class_name':
                     _check_class_name(item, f'{path}.class_name', host, what)
-                walk(item, f'{path}.{key}', depth + 1)
+                walk(item, f'{path}.{key}')
             return
         if isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
-                walk(item, f'{path}[{i}]', depth + 1)
+                walk(item, f'{path}[{i}]')
             return
         raise UnsafePickleError(f'{what}: {path} holds a {type(value).__name__}; stored kwargs must be plain data')
 
-    walk(list(record.init_args), '_init_args', 0)
-    walk(record.state.get('_init_kwargs', {}), '_init_kwargs', 0)
+    walk(list(record.init_args), '_init_args')
+    walk(record.state.get('_init_kwargs', {}), '_init_kwargs')
 
 
 def _check_class_name(value, path, host, what):
@@ -450,9 +441,11 @@ class _AllocationGuard(torch.overrides.TorchFunctionMode):
     and how many submodules it creates. Each tensor request is sized on the meta device
     first, so a refused one never allocates."""
 
-    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint,
-                 torch.randperm, torch.arange, torch.linspace, torch.logspace, torch.eye, torch.empty_strided,
-                 torch.tensor, torch.as_tensor}
+    # Factories whose size comes from their arguments: sized on the meta device first.
+    SIZED = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint,
+             torch.randperm, torch.arange, torch.linspace, torch.logspace, torch.eye, torch.empty_strided}
+    # Factories from data (bounded by the stored kwargs): counted after the fact.
+    FROM_DATA = {torch.tensor, torch.as_tensor}
 
     def __init__(self, budget, max_modules, what):
         super().__init__()
@@ -474,11 +467,11 @@ class _AllocationGuard(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in self.FACTORIES and func not in (torch.tensor, torch.as_tensor):
+        if func in self.SIZED:
             probe = func(*args, **{**kwargs, 'device': 'meta'})   # the mode is off inside its handler
             self._spend(probe.numel() * probe.element_size())
         result = func(*args, **kwargs)
-        if func in (torch.tensor, torch.as_tensor) and isinstance(result, torch.Tensor):
+        if func in self.FROM_DATA and isinstance(result, torch.Tensor):
             self._spend(result.numel() * result.element_size())
         return result
 

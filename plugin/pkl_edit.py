@@ -28,13 +28,18 @@ class Inputs:
             warnings.simplefilter('ignore')
             self.modules = [load_network_pkl(p) for p in self.paths]
             self.records = load_network_pkl(self.paths[0], rebuild=False)
+        self._states = {}
         self.keys = [k for k in NETWORK_KEYS if all(isinstance(m.get(k), torch.nn.Module) for m in self.modules)]
         if 'G_ema' not in self.keys:
             raise NetworkPickleError(f'{", ".join(self.paths)}: every input needs a generator under G_ema')
         check_same_architecture(self.paths, [m['G_ema'] for m in self.modules])
 
     def state_dicts(self, key):
-        return [{n: t.detach().clone() for n, t in m[key].state_dict().items()} for m in self.modules]
+        """Each input's tensors of network ``key`` (read once; callers build new dicts, never
+        write into these)."""
+        if key not in self._states:
+            self._states[key] = [{n: t.detach() for n, t in m[key].state_dict().items()} for m in self.modules]
+        return self._states[key]
 
     def write(self, path, states):
         """The first input's pickle with ``states[key]`` (name -> tensor) in place of its

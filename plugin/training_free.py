@@ -75,7 +75,7 @@ def merge_pickles(models, out, method, base=None, grid=None, seeds=range(6), log
     if grid:
         G = inputs.modules[0]['G_ema']
         rows = [(os.path.basename(p), s) for p, s in zip(paths, inputs.state_dicts('G_ema'))]
-        coefficient = 't' if method == 'slerp' else 'scale' if 'scale' in method_params(method) else None
+        coefficient = _coefficient(method)
         if coefficient is None:
             rows.append((method, states['G_ema']))
         else:
@@ -83,13 +83,18 @@ def merge_pickles(models, out, method, base=None, grid=None, seeds=range(6), log
                 rows.append((f'{coefficient} {value}', _merged(inputs, 'G_ema', method, dict(params, **{coefficient: value}))))
         _write_grid(grid, G, rows, seeds, log)
     if gif:
-        coefficient = 't' if method == 'slerp' else 'scale' if 'scale' in method_params(method) else None
+        coefficient = _coefficient(method)
         if coefficient is None:
             raise NetworkPickleError(f'--gif sweeps the merge coefficient; --method {method} has none')
         values = [1.25 * i / (GIF_FRAMES - 1) for i in range(GIF_FRAMES)]
         frames = [_merged(inputs, 'G_ema', method, dict(params, **{coefficient: v})) for v in values]
         _write_gif(gif, inputs.modules[0]['G_ema'], frames, seeds, log, f'{coefficient} 0 -> 1.25')
     return states
+
+
+def _coefficient(method):
+    """The parameter a sweep varies: slerp's t, else the task vector's scale (None for mean)."""
+    return 't' if method == 'slerp' else 'scale' if 'scale' in method_params(method) else None
 
 
 def _merged(inputs, key, method, params):

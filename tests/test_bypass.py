@@ -15,7 +15,7 @@ from training_ext.bypass import latent_cache
 from training_ext.bypass.encoders import ImageEncoder
 from training_ext.bypass.pipeline import BypassError, BypassPipeline
 from training_ext.bypass.split import d_high, d_low, synthesis_high, synthesis_low
-from training_ext.common.domains import write_domains_zip
+from plugin.domains import write_domains_zip
 
 
 def make_source(path, seed, **gkw):
@@ -26,13 +26,7 @@ def make_source(path, seed, **gkw):
     return str(path)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

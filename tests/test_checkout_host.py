@@ -17,7 +17,7 @@ from conftest import FIXTURES, REPO, make_source
 from plugin import hosts
 from plugin.hosts.base import HostError
 from plugin.pickles import load_network_pkl, save_network_pkl
-from training_ext.common.domains import write_domains_zip
+from plugin.domains import write_domains_zip
 
 CHECKOUT = os.environ.get('COCKTAIL_TEST_HOST')
 pytestmark = pytest.mark.skipif(not CHECKOUT, reason='set COCKTAIL_TEST_HOST to a stylegan2-ada-pytorch checkout')

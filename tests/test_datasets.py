@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from plugin.hosts.embedded.dataset import DatasetError, ImageFolderDataset
-from training_ext.common.domains import DOMAINS, render, write_domains_zip
+from plugin.domains import DOMAINS, render, write_domains_zip
 
 
 def write_folder(path, n=5, res=8, channels=3, labels=None):

@@ -249,7 +249,7 @@ def test_resolution_never_imports(monkeypatch):
 
 # --- The hostile files: one per attack class, each refused by the loader and the CLI. --------
 
-def hostile_files(tmp, marker):
+def hostile_files(marker):
     """name -> (bytes, expected error type, message pattern)."""
     cmd = marker_cmd(marker)
     real = dumps_network_pkl(small_snapshot())
@@ -345,14 +345,14 @@ def hostile(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('hostile')
     marker = tmp / 'pwned'
     out = {}
-    for name, (blob, error, pattern) in hostile_files(tmp, marker).items():
+    for name, (blob, error, pattern) in hostile_files(marker).items():
         path = tmp / f'{name}.pkl'
         path.write_bytes(blob)
         out[name] = (path, error, pattern)
     return marker, out
 
 
-HOSTILE_NAMES = sorted(hostile_files(Path('/nonexistent'), Path('/nonexistent/pwned')))
+HOSTILE_NAMES = sorted(hostile_files(Path('/nonexistent/pwned')))
 
 
 @pytest.mark.parametrize('name', HOSTILE_NAMES)

@@ -13,7 +13,7 @@ from conftest import REPO, make_source
 from plugin import load_network_pkl
 from plugin.hosts.embedded.layers import modulated_conv2d
 from torch_utils_ext.ops.hypermod_weight import hypermod_weight
-from training_ext.common.domains import write_domains_zip
+from plugin.domains import write_domains_zip
 from training_ext.hypermod.cli import resolve_resume
 from training_ext.hypermod.loss import barlow_twins, random_views
 from training_ext.hypermod.networks import (HyperGenerator, HyperHead, discriminator_from_source, head_weights,
@@ -23,13 +23,7 @@ from training_ext.hypermod.pipeline import HypermodError, HypermodPipeline, self
 ASSETS = REPO / 'plugin' / 'assets' / 'sources'
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,7 @@ import torch
 
 from conftest import REPO
 from plugin.metrics.inception import DetectorError, dataset_features, load_detector
-from training_ext.common.domains import write_domains_zip
+from plugin.domains import write_domains_zip
 
 
 class StandIn(torch.nn.Module):

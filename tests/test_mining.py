@@ -8,7 +8,7 @@ import torch
 from conftest import REPO, small_D_kwargs, small_G_kwargs
 from plugin import load_network_pkl, save_network_pkl
 from plugin.hosts.embedded.networks import Discriminator, Generator
-from training_ext.common.domains import write_domains_zip
+from plugin.domains import write_domains_zip
 from training_ext.mining.miner import MinedGenerator, mined_from_sources
 from training_ext.mining.pipeline import MiningError, MiningPipeline
 from training_ext.mining.sparse import select_channels
@@ -25,14 +25,7 @@ def make_source(path, seed, **gkw):
 
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread: with three jobs on two cores, the default
-    threads oversubscribe them (a bypass test measured 67 s instead of 4 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO
 from plugin import launch, load_network_pkl, run_options
 from plugin.hosts.embedded.training_loop import snapshot_name
-from training_ext.common.domains import write_domains_zip
+from plugin.domains import write_domains_zip
 
 TINY = dict(cfg='tiny', batch=8, aug='noaug', snap=1, workers=None, seed=0)
 

@@ -13,7 +13,7 @@ from conftest import REPO, make_source
 from plugin import load_network_pkl, run_options
 from training_ext.bypass import defaults as bypass_defaults
 from training_ext.bypass.pipeline import BypassError, BypassPipeline
-from training_ext.common.domains import write_domains_zip
+from plugin.domains import write_domains_zip
 from training_ext.hypermod import defaults as hypermod_defaults
 from training_ext.hypermod.pipeline import HypermodPipeline
 from training_ext.mining import defaults as mining_defaults
@@ -22,14 +22,7 @@ from training_ext.mining.pipeline import MiningError, MiningPipeline
 
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread: with three jobs on two cores, the default
-    threads oversubscribe them (a bypass test measured 67 s instead of 4 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -15,12 +15,9 @@ import warnings
 import torch
 
 from torch_utils_ext import emulation
+from torch_utils_ext.build_cache import cache_root
 
 _plugins = {}                 # name -> module or None (failed / unavailable)
-
-
-def cache_root():
-    return os.environ.get('COCKTAIL_EXT_CACHE', os.path.join(os.path.expanduser('~'), '.cache', 'gan-cocktail'))
 
 
 def _source_hash(sources):

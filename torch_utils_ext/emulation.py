@@ -18,6 +18,8 @@ import shutil
 
 import torch
 
+from torch_utils_ext.build_cache import cache_root
+
 _HEADER_DIR = os.path.join(os.path.dirname(__file__), 'ops', 'cuda', 'emulation')
 _active = False
 _modules = {}
@@ -40,15 +42,12 @@ def have_compiler():
 def emulated_kernels():
     """Within the block, the ops' kernel paths run emulated on CPU tensors."""
     global _active
-    from torch_utils_ext import custom_ops
     previous = _active
-    _active = True
-    custom_ops.reset()
+    _active = True                  # custom_ops.get_plugin asks active() before its own cache
     try:
         yield
     finally:
         _active = previous
-        custom_ops.reset()
 
 
 def _matching(text, start, open_ch, close_ch):
@@ -116,14 +115,12 @@ def build(name, sources):
     if name in _modules:
         return _modules[name]
     from torch.utils import cpp_extension
-
-    from torch_utils_ext import custom_ops
     h = hashlib.sha256()
     for path in list(sources) + [os.path.join(_HEADER_DIR, 'simt.h'), __file__]:
         with open(path, 'rb') as f:
             h.update(f.read())
     h.update(torch.__version__.encode())
-    build_dir = os.path.join(custom_ops.cache_root(), f'{name}-emulated-{h.hexdigest()[:16]}')
+    build_dir = os.path.join(cache_root(), f'{name}-emulated-{h.hexdigest()[:16]}')
     os.makedirs(build_dir, exist_ok=True)
     built = []
     for path in sources:

@@ -4,6 +4,8 @@ Plugin features never import a host's modules directly: they ask the active ``Ho
 classes (by the host's ``class_name`` strings or by persistent family) and construct them
 with the host's kwargs. The embedded host is one implementation; a real checkout is another.
 """
+import functools
+
 from plugin import class_registry
 
 
@@ -33,21 +35,26 @@ class Host:
         return cls if isinstance(cls, type) and issubclass(cls, torch.nn.Module) else None
 
     def _module_classes(self, module):
-        cache = self.__dict__.setdefault('_class_cache', {})
+        cache = self._classes_by_module
         if module not in cache:
             cache[module] = class_registry.module_classes(module, self.packages)
         return cache[module]
 
-    def classes(self):
+    @functools.cached_property
+    def _classes_by_module(self):
+        return {}
+
+    @functools.cached_property
+    def _registry(self):
         """The closed registry for this host: class path -> class (the host's seam classes
         under their host paths, and the plugin's own classes)."""
-        cache = self.__dict__.setdefault('_class_cache', {})
-        if None not in cache:
-            found = dict(class_registry.own_classes())
-            for prefix, module in self.class_path_modules.items():
-                found.update((prefix + name, cls) for name, cls in self._module_classes(module).items())
-            cache[None] = found
-        return cache[None]
+        found = dict(class_registry.own_classes())
+        for prefix, module in self.class_path_modules.items():
+            found.update((prefix + name, cls) for name, cls in self._module_classes(module).items())
+        return found
+
+    def classes(self):
+        return self._registry
 
     def resolve_class_path(self, class_path):
         """Resolve a ``class_name`` (e.g. 'training.networks.Generator') in the closed registry;

@@ -15,27 +15,31 @@ REAL_SEED = 4242          # renders used as "real" data here are disjoint from t
 
 
 @torch.no_grad()
-def generator_outputs(net, G, n, class_index=None, batch=64, seed=0, truncation_psi=1.0):
-    feats, logits = [], []
+def sample_class(G, n, class_index=None, batch=64, seed=0, truncation_psi=1.0, device=None):
+    """n images of ``class_index`` (None: unconditional) as a list of CPU batches, reproducibly:
+    z from a generator seeded with ``seed`` and the noise inputs from the same seed, without
+    touching the caller's random state."""
+    device = device if device is not None else next(G.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    device = next(G.parameters()).device
+    out = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)              # the noise inputs too: results repeat exactly
-        return _sample(net, G, n, class_index, batch, gen, device, truncation_psi, feats, logits)
+        for k in range(0, n, batch):
+            m = min(batch, n - k)
+            z = torch.randn([m, G.z_dim], generator=gen).to(device)
+            c = torch.zeros([m, G.c_dim], device=device)
+            if class_index is not None and G.c_dim:
+                c[:, class_index] = 1
+            out.append(G(z, c, truncation_psi=truncation_psi, noise_mode='random').float().cpu())
+    return out
 
 
-def _sample(net, G, n, class_index, batch, gen, device, truncation_psi, feats, logits):
-    for k in range(0, n, batch):
-        m = min(batch, n - k)
-        z = torch.randn([m, G.z_dim], generator=gen).to(device)
-        c = torch.zeros([m, G.c_dim], device=device)
-        if class_index is not None and G.c_dim:
-            c[:, class_index] = 1
-        img = G(z, c, truncation_psi=truncation_psi, noise_mode='random').float().clamp(-1, 1).cpu()
-        f = net.features(img)
-        feats.append(f)
-        logits.append(net.head(f))
-    return torch.cat(feats).numpy(), torch.cat(logits)
+@torch.no_grad()
+def generator_outputs(net, G, n, class_index=None, batch=64, seed=0, truncation_psi=1.0):
+    feats = [net.features(img.clamp(-1, 1))
+             for img in sample_class(G, n, class_index, batch, seed, truncation_psi)]
+    feats = torch.cat(feats)
+    return feats.numpy(), net.head(feats)
 
 
 @torch.no_grad()

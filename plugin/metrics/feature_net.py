@@ -1,6 +1,6 @@
 """A small feature network for the procedural domains: the offline stand-in for Inception.
 
-A 4-block CNN trained to classify the domains (training_ext.common.domains) at 32 px; its
+A 4-block CNN trained to classify the domains (plugin.domains) at 32 px; its
 64-d penultimate activations are the feature space for FID/KID/precision/recall, and its
 logits give the domain-classifier accuracy of generated samples. Training is deterministic
 (fixed seeds, one thread) and takes a few minutes on a CPU; the weights ship in
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training_ext.common.domains import DOMAINS, render
+from plugin.domains import DOMAINS, render
 
 DOMAIN_NAMES = sorted(DOMAINS)
 WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'assets', 'feature_net.pt')

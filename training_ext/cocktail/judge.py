@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from plugin.metrics import stats
+from plugin.metrics.evaluate import sample_class
 from plugin.metrics.feature_net import load as load_feature_net
 
 RESOLUTION = 32          # judged at this size: cheap on a CPU, enough to tell domains apart
@@ -54,19 +55,8 @@ def _prepare(img):
 @torch.inference_mode()
 def sample(G, class_index, n, seed, batch=64, device='cpu'):
     """n images of ``class_index`` (None: unconditional) at the judge's size, reproducibly."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
     G = G.eval().to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)                     # noise inputs too
-        for k in range(0, n, batch):
-            m = min(batch, n - k)
-            z = torch.randn([m, G.z_dim], generator=gen).to(device)
-            c = torch.zeros([m, G.c_dim], device=device)
-            if class_index is not None and G.c_dim:
-                c[:, class_index] = 1
-            out.append(_prepare(G(z, c, noise_mode='random').cpu()))
-    return torch.cat(out)
+    return torch.cat([_prepare(img) for img in sample_class(G, n, class_index, batch, seed, device=device)])
 
 
 def source_samples(sources, n, seed):
