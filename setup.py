@@ -11,7 +11,7 @@ setup(
     packages=find_packages(include=['plugin', 'plugin.*', 'torch_utils_ext', 'torch_utils_ext.*',
                                     'training_ext', 'training_ext.*']),
     py_modules=['train_cocktail'],
-    package_data={'plugin': ['assets/sources/*.pkl', 'assets/feature_net.pt'],
+    package_data={'plugin': ['assets/sources/*.pkl', 'assets/runs/*/*.pkl', 'assets/feature_net.pt'],
                   'torch_utils_ext': ['ops/cuda/*.cu', 'ops/cuda/*.cpp', 'ops/cuda/emulation/*.h']},
     install_requires=['torch>=2.0', 'ninja', 'click', 'numpy', 'scipy', 'pillow'],
     extras_require={'test': ['pytest']},

@@ -61,6 +61,8 @@ PLUGIN_FLAGS = [
     click.option('--host', default=None, metavar='PATH', envvar='COCKTAIL_HOST',
                  help='Host: "embedded" (default) or a stylegan2-ada-pytorch checkout [env COCKTAIL_HOST]'),
     click.option('--tick', type=float, metavar='KIMG', help='Progress/snapshot tick length in kimg [default: 4]'),
+    click.option('--ema-kimg', type=float, metavar='KIMG',
+                 help="G_ema's half-life in kimg (0: G_ema = G) [default: the config's, batch * 10 / 32]"),
     click.option('--batch-gpu', type=int, metavar='INT', help='Images per process per accumulation round'),
     click.option('--baseline', type=click.Choice(['none', 'scratch', 'transfergan', 'freezed']),
                  help='With --cocktail or --mine: train this baseline instead, on the same data '

@@ -361,5 +361,10 @@ def _performance(f, args):
         if not f.tick > 0:
             raise UserError('--tick must be positive')
         args.kimg_per_tick = f.tick
+    if f.get('ema_kimg') is not None:
+        # 0 is 0: G_ema follows G exactly (the loop's beta = 0.5 ** (batch / 0+) = 0).
+        if not f.ema_kimg >= 0:
+            raise UserError('--ema-kimg must be non-negative')
+        args.ema_kimg = f.ema_kimg
     if f.get('resume_mode'):
         args.resume_mode = f.resume_mode

@@ -85,6 +85,28 @@ def test_widening_an_unconditional_pair_preserves_outputs_for_every_class():
             torch.testing.assert_close(D3(img, c), logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('c_dim', [0, 2])
+def test_widening_not_exact_keeps_the_own_classes_and_perturbs_the_others(c_dim):
+    """The cocktail's root: its own classes (at the offset) compute exactly what it computed, the
+    other classes start measurably different (symmetry broken), in G and in D."""
+    torch.manual_seed(3)
+    G = Generator(**small_G_kwargs(c_dim=c_dim)).eval()
+    D = Discriminator(**small_D_kwargs(c_dim=c_dim)).eval()
+    G4, D4 = widen_generator(G, 4, 1, exact=False).eval(), widen_discriminator(D, 4, 1, exact=False).eval()
+    z = torch.randn(8, 16)
+    own = range(1, 1 + max(c_dim, 1))
+    with torch.no_grad():
+        for k in own:
+            c_old = torch.eye(c_dim)[[k - 1] * 8] if c_dim else None
+            img = G(z, c_old, noise_mode='const')
+            torch.testing.assert_close(G4(z, torch.eye(4)[[k] * 8], noise_mode='const'), img, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(D4(img, torch.eye(4)[[k] * 8]), D(img, c_old), rtol=1e-5, atol=1e-5)
+        gaps = [float((G4(z, torch.eye(4)[[k] * 8], noise_mode='const') -
+                       G4(z, torch.eye(4)[[j] * 8], noise_mode='const')).abs().mean())
+                for k in range(4) for j in range(k) if not (k in own and j in own)]
+    assert min(gaps) > 1e-3, gaps
+
+
 def test_widening_a_conditional_model_keeps_its_classes_at_the_offset():
     torch.manual_seed(2)
     G = Generator(**small_G_kwargs(c_dim=2)).eval()
@@ -126,6 +148,14 @@ def test_pipeline_end_to_end(tmp_path, sources):
     assert set(after_d) == {'run0 - run1', 'run0 - run2', 'run1 - run2'}
     for pair in ('run0 - run1', 'run0 - run2'):
         assert after_d[pair] < before_d[pair]
+    # The widened root: class 0 (the root's) is the root, the others already differ from it.
+    root, widened = load_network_pkl(sources[0])['G_ema'], load_network_pkl(pipe_file(tmp_path, 'stage0-root-widened',
+                                                                                      'root.pkl'))['G_ema']
+    z = torch.randn(4, root.z_dim)
+    with torch.no_grad():
+        own = root(z, None, noise_mode='const')
+        torch.testing.assert_close(widened(z, torch.eye(3)[[0] * 4], noise_mode='const'), own, rtol=1e-4, atol=1e-4)
+        assert (widened(z, torch.eye(3)[[1] * 4], noise_mode='const') - own).abs().mean() > 1e-3
     merged = load_network_pkl(report['merged_pickle'])
     G = merged['G_ema']
     assert G.c_dim == 3 and merged['D'].c_dim == 3
@@ -143,6 +173,10 @@ def test_pipeline_end_to_end(tmp_path, sources):
     assert (pipe / 'judge_accuracy.png').is_file() and (pipe / 'judge_fid.png').is_file()
     assert 'held-out accuracy' in text
     assert json.loads((pipe / 'report.json').read_text())['num_classes'] == 3
+
+
+def pipe_file(tmp_path, *parts):
+    return str(tmp_path.joinpath('pipe', *parts))
 
 
 def test_resume_skips_finished_stages(tmp_path, sources, monkeypatch):
@@ -245,6 +279,9 @@ def test_source_labels():
     from training_ext.common.source_pickles import source_labels
     assert source_labels(['a/discs.pkl', 'b/rings.pkl']) == ['discs', 'rings']
     snaps = ['x/00001-blobs32-auto1/network-snapshot-000100.pkl', 'x/00002-cats/network-snapshot-000100.pkl']
+    assert source_labels(snaps) == ['00001-blobs32-auto1', '00002-cats']
+    # The host's snapshot name is never a label, even when the numbers differ.
+    snaps = ['x/00001-blobs32-auto1/network-snapshot-000100.pkl', 'x/00002-cats/network-snapshot-000200.pkl']
     assert source_labels(snaps) == ['00001-blobs32-auto1', '00002-cats']
     # A distinctive stem stays; a colliding one falls back to its directory, then an index.
     assert source_labels(['r1/a.pkl', 'r1/b.pkl', 'r2/b.pkl']) == ['a', 'r1', 'r2']

@@ -116,3 +116,12 @@ def cli(*argv):
 def test_a_method_flag_given_as_zero_without_its_method_is_refused(world):
     r = cli('--outdir', world['tmp'], '--data', world['target'], '--selector-weight', 0, '--dry-run')
     assert r.returncode == 1 and r.stderr.strip() == 'error: --selector-weight needs --mine', r.stderr
+
+
+def test_ema_kimg_zero_is_no_averaging_and_negative_is_refused(world):
+    _, args = run_options.build(dict(data=world['target'], cfg='tiny', device='cpu', ema_kimg=0.0))
+    assert args.ema_kimg == 0
+    _, default = run_options.build(dict(data=world['target'], cfg='tiny', device='cpu'))
+    assert default.ema_kimg == 16 * 10 / 32             # the config's own half-life when not given
+    with pytest.raises(run_options.UserError, match='--ema-kimg must be non-negative'):
+        run_options.build(dict(data=world['target'], cfg='tiny', device='cpu', ema_kimg=-1.0))

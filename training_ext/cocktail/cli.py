@@ -11,7 +11,7 @@ from .sources import CocktailError
 
 SELECTOR = 'cocktail'
 FLAG_NAMES = ('cocktail', 'root', 'root_kimg', 'merge_method', 'merge_weights', 'merge_scale', 'ties_density',
-              'slerp_t', 'class_percentages', 'class_names', 'root_replay', 'judge')
+              'slerp_t', 'class_percentages', 'class_names', 'root_replay', 'judge', 'judge_inception')
 FLAGS = [
     click.option('--cocktail', type=CommaList(), metavar='PKLS',
                  help='Merge these source pickles (comma-separated) into one conditional model'),
@@ -28,6 +28,9 @@ FLAGS = [
                  help='Merge fine-tuning class mix, one number per merged class [default: uniform]'),
     click.option('--judge', type=click.IntRange(min=0), metavar='INT',
                  help='Report: source-identification images per class (0: off) [default: 1000]'),
+    click.option('--judge-inception', type=click.Path(dir_okay=False), metavar='FILE',
+                 help="Report: per-class FID in Inception space with this detector (the host's "
+                      "inception-2015-12-05.pt) [default: the project's feature space]"),
     click.option('--class-names', type=CommaList(), metavar='LIST',
                  help='A label per source (stage dirs, report, logs) [default: file stem, else run dir]'),
 ]

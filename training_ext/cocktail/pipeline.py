@@ -10,6 +10,7 @@ import copy
 import os
 import time
 
+from plugin.metrics.inception import DetectorError, load_detector
 from plugin.pickles import load_network_pkl, save_network_pkl
 from plugin.persistence import constructor_kwargs as module_kwargs
 from training_ext.common.stages import StageError, StagePipeline
@@ -54,6 +55,13 @@ class CocktailPipeline(StagePipeline):
         if method == 'slerp' and len(sources) != 2:
             raise CocktailError('--merge-method slerp merges exactly two sources')
         budgets = self.check_kimg(baseline)
+        if f.get('judge_inception'):
+            if option(f, 'judge') == 0:
+                raise CocktailError('--judge-inception with --judge 0: nothing would be judged')
+            try:                                   # before any training: a bad file fails at once
+                load_detector(f.judge_inception)
+            except DetectorError as e:
+                raise CocktailError(str(e).replace('--inception', '--judge-inception', 1)) from None
         if baseline == 'none':
             rooted = {s.name: self.rooting(s) for s in sources if s is not self.root}
             start = self.averaging(rooted, method)
@@ -100,10 +108,15 @@ class CocktailPipeline(StagePipeline):
         if n < 10:
             raise CocktailError(f'--judge needs at least 10 images per class (or 0 for none), got {n}')
         directory = self.path('judge')
+        inception_path = self.flags.get('judge_inception')
+        inception_path = inception_path and os.path.abspath(inception_path)
         if os.path.isfile(os.path.join(directory, 'judge.json')):
-            return Judge.load(directory)
+            judge = Judge.load(directory)
+            if judge.space.inception_path == inception_path:
+                return judge
+            self.log(f'[judge] FID space changed ({judge.space.name} before): judge retrained')
         names = [f'{s.name}:{k}' if s.G.c_dim else s.name for s in self.sources for k in range(s.num_classes)]
-        judge = Judge.train(self.sources, names, n=n, log=self.log)     # one fixed seed: comparable across runs
+        judge = Judge.train(self.sources, names, n=n, inception_path=inception_path, log=self.log)     # one fixed seed: comparable across runs
         judge.save(directory)
         return judge
 
@@ -112,15 +125,17 @@ class CocktailPipeline(StagePipeline):
         return max(option(self.flags, 'judge') // 4, 8)
 
     def widened_root(self):
-        """The root widened to the merged class layout (function-preserving, plugin/widen.py):
+        """The root widened to the merged class layout (plugin/widen.py): its own classes compute
+        the root exactly, the others start as perturbations of it (symmetry broken, measured):
         every rooting run starts here, so that all rooted models share one label layout."""
         name = 'stage0-root-widened'
         out = self.path(name, 'root.pkl')
         if self.done(name) and os.path.isfile(out):
             return out
         C, r = total_classes(self.sources), self.root
-        G, G_ema = widen_generator(r.G, C, r.offset), widen_generator(r.G_ema, C, r.offset)
-        D = widen_discriminator(r.D, C, r.offset)
+        # Only the root's own classes exact: the others start as perturbations of it (symmetry broken).
+        G, G_ema = widen_generator(r.G, C, r.offset, exact=False), widen_generator(r.G_ema, C, r.offset, exact=False)
+        D = widen_discriminator(r.D, C, r.offset, exact=False)
         os.makedirs(self.path(name), exist_ok=True)
         save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G_ema, augment_pipe=None), out)
         self.finish(name, output=out, classes=C)
@@ -177,8 +192,8 @@ class CocktailPipeline(StagePipeline):
         out = self.path('stage2-root-widened', 'root.pkl')
         if not os.path.isfile(out):
             C = total_classes(self.sources)
-            G = widen_generator(self.root.G_ema, C, self.root.offset)
-            D = widen_discriminator(self.root.D, C, self.root.offset)
+            G = widen_generator(self.root.G_ema, C, self.root.offset, exact=False)     # as the cocktail's root
+            D = widen_discriminator(self.root.D, C, self.root.offset, exact=False)
             save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=copy.deepcopy(G)), out)
         return out
 

@@ -107,8 +107,9 @@ def judge_stages(pipeline, rooted, final_pkl):
                   title='Merged class k identified as source k', xlabel='merge kimg', ylabel='accuracy', ylim=(0, 1))
         line_plot(os.path.join(pipeline.dir, 'judge_fid.png'),
                   {names[k]: [(r['kimg'], r['fid'][k]) for r in curve] for k in range(len(names))},
-                  title='FID of class k vs source k (project feature space)', xlabel='merge kimg', ylabel='FID')
-    return dict(heldout_accuracy=judge.heldout_accuracy, class_names=judge.class_names, eval_samples=n, rows=rows)
+                  title=f'FID of class k vs source k ({judge.space.name})', xlabel='merge kimg', ylabel='FID')
+    return dict(heldout_accuracy=judge.heldout_accuracy, class_names=judge.class_names, eval_samples=n,
+                fid_space=judge.space.name, rows=rows)
 
 
 def _format_judge(j):
@@ -117,7 +118,7 @@ def _format_judge(j):
     lines = [f"Does class k draw source k? Source-identification classifier trained on the sources' own samples: "
              f"held-out accuracy {j['heldout_accuracy']:.3f} (chance {chance:.3f}); per class, the share of "
              f"{j['eval_samples']} samples identified as their source, and FID vs the source's samples "
-             "(project feature space); rooted models by their G (what the average takes), merge by G_ema:",
+             f"({j.get('fid_space', 'project feature space')}); rooted models by their G (what the average takes), merge by G_ema:",
              f"  {'stage':<28s} {'kimg':>6s}  " + ' '.join(f'{n[:10]:>10s}' for n in names) + '      mean   | FID '
              + ' '.join(f'{n[:10]:>10s}' for n in names)]
     for r in j['rows']:

@@ -73,7 +73,8 @@ def source_labels(paths, names=None, error=ValueError):
     ``names`` (``--class-names``) when given: one per source, unique. Otherwise each source's
     file stem when no other source has that stem (``discs.pkl`` -> ``discs``); else its run
     directory's name (the host writes ``<run dir>/network-snapshot-NNNNNN.pkl``, so a user's
-    snapshots share stems but not directories: ``00001-blobs32-auto1``); else ``source<i>``.
+    snapshots share stems but not directories: ``00001-blobs32-auto1``; a host snapshot name is
+    never used as a label, even when unique); else ``source<i>``.
     Labels still equal after that get ``-<i>`` appended, so two sources never share a label
     (a shared label once made the cocktail skip a source's rooting as "done before")."""
     paths = [str(p) for p in paths]
@@ -91,7 +92,10 @@ def source_labels(paths, names=None, error=ValueError):
     dirs = [_safe(os.path.basename(os.path.dirname(os.path.abspath(p)))) for p in paths]
     labels = []
     for i, (stem, run_dir) in enumerate(zip(stems, dirs)):
-        if stems.count(stem) == 1:
+        # The host's own snapshot name says nothing about the source, even when unique
+        # (network-snapshot-000100 vs -000200): the run directory does.
+        generic = re.fullmatch(r'network-snapshot-\d+', stem) is not None
+        if stems.count(stem) == 1 and not generic:
             labels.append(stem)
         elif [d for d, st in zip(dirs, stems) if st == stem].count(run_dir) == 1:
             labels.append(run_dir)

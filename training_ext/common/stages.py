@@ -16,7 +16,7 @@ from plugin.easydict import EasyDict, to_plain
 STATE_FILE = 'pipeline_state.json'
 # Flags of train_cocktail.py that every stage inherits (the host's meaning, per stage).
 STAGE_FLAGS = ('gpus', 'snap', 'seed', 'cfg', 'gamma', 'batch', 'aug', 'p', 'target', 'augpipe', 'fp32', 'nhwc',
-               'nobench', 'allow_tf32', 'workers', 'device', 'tick', 'batch_gpu', 'mirror', 'subset', 'cond')
+               'nobench', 'allow_tf32', 'workers', 'device', 'tick', 'ema_kimg', 'batch_gpu', 'mirror', 'subset', 'cond')
 
 
 class StageError(ValueError):
