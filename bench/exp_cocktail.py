@@ -88,7 +88,7 @@ def main():
                   f'spends {args.root_kimg:g} kimg on each of 2 rootings); judge held-out accuracy '
                   f'{judge.heldout_accuracy:.3f}', meta=dict(sources=paths, ema_kimg=args.ema_kimg),
                   extra_plots=[('accuracy.png', 'kimg', lambda pt: pt['judge']['mean_accuracy'],
-                                'cocktail: mean source-ID accuracy against kimg')])
+                                'cocktail: mean source-ID accuracy against kimg', 'accuracy')])
 
 
 if __name__ == '__main__':

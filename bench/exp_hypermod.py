@@ -34,21 +34,31 @@ from plugin.widen import widen_discriminator, widen_generator
 from training_ext.hypermod.pipeline import HypermodPipeline
 
 SOURCE, DOMAINS, COUNT = 'discs', ['discs', 'triangles'], 200
+RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'plugin', 'assets', 'runs')
 
 
-def widened_source(work, c_dim):
-    out = os.path.join(work, f'{SOURCE}-widened{c_dim}.pkl')
+def source_path(name):
+    """A shipped source: plugin/assets/sources/<name>.pkl, or a run directory's snapshot under
+    plugin/assets/runs (given as the run directory's name)."""
+    run = os.path.join(RUNS, name)
+    if os.path.isdir(run):
+        return os.path.join(run, sorted(n for n in os.listdir(run) if n.endswith('.pkl'))[-1])
+    return source(name)
+
+
+def widened_source(work, c_dim, src_path):
+    out = os.path.join(work, f'source-widened{c_dim}.pkl')
     if not os.path.isfile(out):
-        src = load_network_pkl(source(SOURCE))
+        src = load_network_pkl(src_path)
         G = widen_generator(src['G_ema'], c_dim)
         save_network_pkl(dict(training_set_kwargs=None, G=G, D=widen_discriminator(src['D'], c_dim),
                               G_ema=copy.deepcopy(G), augment_pipe=None), out)
     return out
 
 
-def plain_transfer_error(args, work, data):
+def plain_transfer_error(args, work, data, src_path):
     """Try the host's plain conditional transfer from the unconditional pickle; its error."""
-    flags = train_flags(args, 0.016, data=data, cond=True, resume=source(SOURCE))
+    flags = train_flags(args, 0.016, data=data, cond=True, resume=src_path)
     try:
         plain_run(os.path.join(work, 'plain-cond-transfer-attempt'), flags)
     except Exception as e:              # noqa: BLE001 -- recorded, the workaround follows
@@ -57,35 +67,43 @@ def plain_transfer_error(args, work, data):
 
 
 def main():
+    global DOMAINS, SOURCE
     p = parser(__doc__, kimg=4)
     p.add_argument('--r1-lazy', action='store_true',
                    help='add a hyper-modulation row with lazy R1 (every 16 D steps, the host\'s) instead of the '
                         'default every step (the paper\'s)')
+    p.add_argument('--source', default=SOURCE, help=f'shipped source (or run directory name) [default: {SOURCE}]')
+    p.add_argument('--domains', default=','.join(DOMAINS), help=f'target classes [default: {",".join(DOMAINS)}]')
+    p.add_argument('--ema-kimg', type=float, default=None, help="every row: G_ema's half-life [default: the config's]")
     args = p.parse_args()
+    SOURCE, DOMAINS = args.source, args.domains.split(',')
+    src_path = source_path(SOURCE)
     work = start(args, 'hypermod')
     data = dataset(work, DOMAINS, COUNT, seed=args.seed, labels=True)
-    error = plain_transfer_error(args, work, data)
-    print(f'plain conditional transfer from {SOURCE}.pkl: {error or "worked"}')
+    error = plain_transfer_error(args, work, data, src_path)
+    print(f'plain conditional transfer from {SOURCE}: {error or "worked"}')
+    ema = {} if args.ema_kimg is None else dict(ema_kimg=args.ema_kimg)
     curves, seconds = {}, {}
     label = 'hyper-modulation'
     print(label)
     pipe_dir = os.path.join(work, 'hyper')
-    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True)
-    info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, source(SOURCE), log=print).run())
+    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, **ema)
+    info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
     curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), DOMAINS, args.num, t0=info['t0'])
     seconds[label] = info['seconds']
     if args.r1_lazy:
         label = 'hyper-modulation, lazy R1 (every 16 steps)'
         print(label)
         pipe_dir = os.path.join(work, 'hyper-r1-lazy')
-        flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, r1_interval=16)
-        info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, source(SOURCE), log=print).run())
+        flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, r1_interval=16, **ema)
+        info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
         curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), DOMAINS, args.num, t0=info['t0'])
         seconds[label] = info['seconds']
     label = 'conditional fine-tuning'
     print(label)
     run_dir = os.path.join(work, 'cond-fine-tuning')
-    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, resume=widened_source(work, len(DOMAINS)))
+    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, resume=widened_source(work, len(DOMAINS), src_path),
+                        **ema)
     info = run_row(args, run_dir, lambda: plain_run(run_dir, flags))
     curves[label] = curve(snapshots(run_dir), DOMAINS, args.num, t0=info['t0'])
     seconds[label] = info['seconds']
@@ -103,7 +121,7 @@ def main():
     write_results(args, 'hypermod', table, curves,
                   f'Hyper-modulation vs conditional fine-tuning, unconditional {SOURCE} -> labelled '
                   f'{" + ".join(DOMAINS)} ({COUNT} each), {args.kimg:g} kimg per row',
-                  meta=dict(source=SOURCE, domains=DOMAINS, count=COUNT, plain_transfer_error=error,
+                  meta=dict(source=SOURCE, domains=DOMAINS, count=COUNT, plain_transfer_error=error, ema_kimg=args.ema_kimg,
                             baseline_start='source widened by plugin.widen'),
                   extra_plots=[(f'fid_class{k}.png', 'kimg', lambda p, k=k: p['per_class'][k]['fid'],
                                 f'hypermod: FID of class {k} ({d}) against kimg') for k, d in enumerate(DOMAINS)])

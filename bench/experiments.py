@@ -164,7 +164,7 @@ def write_results(args, name, table, curves, title, meta=None, x='kimg', extra_p
     """Write table.md, fid.png (FID against ``x`` per curve) and results.json; print the table.
 
     ``curves``: {row label: [points]} as returned by ``curve``. ``extra_plots``: (file name,
-    x key, series key or callable(point) -> y, title) for further PNGs."""
+    x key, series key or callable(point) -> y, title[, y label, default FID]) for further PNGs."""
     out = os.path.join(args.results, name)
     os.makedirs(out, exist_ok=True)
     command = 'python ' + ' '.join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
@@ -173,10 +173,10 @@ def write_results(args, name, table, curves, title, meta=None, x='kimg', extra_p
     with open(os.path.join(out, 'table.md'), 'w') as f:
         f.write(header + table + '\n')
     plots = [('fid.png', x, lambda p: p['fid_union'], f'{name}: FID (union) against {x}')] + list(extra_plots)
-    for file, xkey, y, plot_title in plots:
+    for file, xkey, y, plot_title, *ylabel in plots:
         series = {label: [(p[xkey], y(p)) for p in pts if p[xkey] is not None and y(p) is not None]
                   for label, pts in curves.items()}
-        line_plot(os.path.join(out, file), series, title=plot_title, xlabel=xkey, ylabel='FID')
+        line_plot(os.path.join(out, file), series, title=plot_title, xlabel=xkey, ylabel=(ylabel or ['FID'])[0])
     with open(os.path.join(out, 'results.json'), 'w') as f:
         json.dump(dict(experiment=name, command=command, seed=args.seed, kimg=args.kimg, num=args.num,
                        eval_seed=EVAL_SEED, machine=machine(), date=time.strftime('%Y-%m-%d'), meta=meta or {},
