@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from plugin import save_network_pkl  # noqa: E402
 from plugin.easydict import EasyDict  # noqa: E402
 from plugin.hosts.embedded.networks import Discriminator, Generator  # noqa: E402
+from plugin.hosts.embedded import EmbeddedHost  # noqa: E402
 from plugin.hosts.embedded.training_loop import DEFAULTS, TrainingRun  # noqa: E402
 from plugin.persistence import constructor_kwargs  # noqa: E402
 from training_ext.cocktail.pipeline import CocktailPipeline, _label_dataset  # noqa: E402
@@ -62,7 +63,7 @@ def measure(name, spec, steps, tmp):
     ds = _label_dataset(pipe.root.G, C, name='generated-union')
     args = pipe._stage('bench', ds, [s.spec() for s in pipe.sources], constructor_kwargs(pipe.root.G),
                        constructor_kwargs(pipe.root.D), 1, resume=None)
-    run = TrainingRun(EasyDict({**DEFAULTS, **args, 'image_snapshot_ticks': None}))
+    run = TrainingRun(EasyDict({**DEFAULTS, **args, 'image_snapshot_ticks': None}), EmbeddedHost())
     run.setup()
     sampling = [0.0, 0.0]             # wall, CPU (all threads): CPU time is less disturbed by other jobs
     call = GeneratedImages.__call__

@@ -20,7 +20,8 @@ from plugin import pickles  # noqa: E402
 
 @contextlib.contextmanager
 def checks_off():
-    saved = (pickles._scan_opcodes, pickles.check_structure, pickles.check_stored_kwargs, pickles._AllocationGuard)
+    saved = (pickles.read._scan_opcodes, pickles.read.check_structure, pickles.rebuild.check_stored_kwargs,
+             pickles.rebuild._AllocationGuard)
 
     class NoGuard:
         def __init__(self, *a, **k):
@@ -31,14 +32,15 @@ def checks_off():
 
         def __exit__(self, *exc):
             return False
-    pickles._scan_opcodes = lambda *a, **k: None
-    pickles.check_structure = lambda *a, **k: None
-    pickles.check_stored_kwargs = lambda *a, **k: None
-    pickles._AllocationGuard = NoGuard
+    pickles.read._scan_opcodes = lambda *a, **k: None
+    pickles.read.check_structure = lambda *a, **k: None
+    pickles.rebuild.check_stored_kwargs = lambda *a, **k: None
+    pickles.rebuild._AllocationGuard = NoGuard
     try:
         yield
     finally:
-        pickles._scan_opcodes, pickles.check_structure, pickles.check_stored_kwargs, pickles._AllocationGuard = saved
+        (pickles.read._scan_opcodes, pickles.read.check_structure, pickles.rebuild.check_stored_kwargs,
+         pickles.rebuild._AllocationGuard) = saved
 
 
 def timed(path, repeats):

@@ -15,6 +15,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from plugin import run_options  # noqa: E402
 from plugin.easydict import EasyDict  # noqa: E402
+from plugin.hosts.embedded import EmbeddedHost  # noqa: E402
 from plugin.hosts.embedded.training_loop import DEFAULTS, TrainingRun  # noqa: E402
 from plugin.domains import write_domains_zip  # noqa: E402
 
@@ -30,7 +31,7 @@ def measure(name, spec, steps, tmp):
     data = write_domains_zip(os.path.join(tmp, f'{name}.zip'), ['discs'], 64, spec['res'])
     _, args = run_options.build(dict(data=data, cfg=spec['cfg'], aug='ada', device='cpu'))
     args.run_dir = os.path.join(tmp, name)
-    run = TrainingRun(EasyDict({**DEFAULTS, **args}))
+    run = TrainingRun(EasyDict({**DEFAULTS, **args}), EmbeddedHost())
     run.setup()
     for _ in range(2):
         run.train_step()

@@ -8,12 +8,12 @@ and need no download. Shapes are drawn at 4x resolution and box-filtered down (a
 import colorsys
 import io
 import json
-import os
-import tempfile
 import zipfile
 
 import numpy as np
 from PIL import Image
+
+from .files import atomic_write_bytes
 
 SUPERSAMPLE = 4
 
@@ -105,23 +105,16 @@ def write_domains_zip(path, domains, count, resolution=32, seed=0, labels=None):
         raise ValueError('count must be at least 1')
     labels = len(domains) > 1 if labels is None else labels
     entries = []
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.zip.tmp', dir=folder)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as zf:
-            for cls, domain in enumerate(domains):
-                for i in range(count):
-                    name = f'{domain}/img{i:08d}.png'
-                    buf = io.BytesIO()
-                    Image.fromarray(render(domain, i, resolution, seed)).save(buf, format='png', compress_level=1)
-                    zf.writestr(name, buf.getvalue())
-                    entries.append([name, cls])
-            zf.writestr('dataset.json', json.dumps({'labels': entries if labels else None,
-                                                    'domains': domains, 'seed': seed}))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    blob = io.BytesIO()
+    with zipfile.ZipFile(blob, 'w', compression=zipfile.ZIP_STORED) as zf:
+        for cls, domain in enumerate(domains):
+            for i in range(count):
+                name = f'{domain}/img{i:08d}.png'
+                buf = io.BytesIO()
+                Image.fromarray(render(domain, i, resolution, seed)).save(buf, format='png', compress_level=1)
+                zf.writestr(name, buf.getvalue())
+                entries.append([name, cls])
+        zf.writestr('dataset.json', json.dumps({'labels': entries if labels else None,
+                                                'domains': domains, 'seed': seed}))
+    atomic_write_bytes(blob.getvalue(), path)
     return path

@@ -11,7 +11,8 @@ import warnings
 import torch
 
 from .hosts import get_host
-from .hosts.checkout import CheckoutHost, is_host_persistent
+from .hosts.checkout import CheckoutHost
+from .persistence import is_host_persistent
 from .pickles import NetworkPickleError, PersistentRecord, load_network_pkl, save_network_pkl
 
 

@@ -9,6 +9,7 @@ import tempfile
 import torch
 
 from .easydict import to_plain
+from .files import list_snapshots
 
 
 class Tee:
@@ -75,5 +76,5 @@ def launch(args, host_spec=None, exist_ok=False):
         if args.num_gpus == 1:
             return _subprocess(0, args, temp_dir, host_spec)
         torch.multiprocessing.spawn(_subprocess, args=(args, temp_dir, host_spec), nprocs=args.num_gpus)
-    snaps = sorted(p for p in os.listdir(args.run_dir) if p.startswith('network-snapshot-'))
-    return os.path.join(args.run_dir, snaps[-1]) if snaps else None
+    snaps = list_snapshots(args.run_dir)
+    return snaps[-1] if snaps else None

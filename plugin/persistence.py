@@ -114,3 +114,10 @@ def parse_own_module_src(src):
 def registered_classes():
     """{(module, qualname): class} of every class decorated here so far."""
     return dict(_REGISTRY)
+
+
+def is_host_persistent(obj):
+    """Whether ``obj`` is an instance of a class decorated by a host's torch_utils.persistence
+    (recognised by the attributes that decorator adds: nothing of the checkout is imported)."""
+    cls = type(obj)
+    return hasattr(cls, '_orig_module_src') and hasattr(cls, '_orig_class_name') and hasattr(obj, 'init_kwargs')

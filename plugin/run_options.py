@@ -11,10 +11,8 @@ import torch
 
 from .easydict import EasyDict
 from .hosts import active_host
-
-
-class UserError(ValueError):
-    """A bad flag value: reported as one line, exit code 1."""
+from .errors import UserError
+from .files import list_snapshots
 
 
 # The host's configurations, plus 'tiny': small networks that train on a CPU in minutes.
@@ -321,10 +319,10 @@ def resolve_resume(resume):
     if resume.startswith(('http://', 'https://')):
         raise UserError('--resume: downloads are not supported; pass a local pickle path')
     if os.path.isdir(resume):
-        snaps = sorted(p for p in os.listdir(resume) if p.startswith('network-snapshot-') and p.endswith('.pkl'))
+        snaps = list_snapshots(resume)
         if not snaps:
             raise UserError(f'--resume {resume}: no network-snapshot-*.pkl in this directory')
-        return os.path.join(resume, snaps[-1])
+        return snaps[-1]
     if not os.path.isfile(resume):
         raise UserError(f'--resume {resume}: no such file or directory')
     return resume

@@ -211,7 +211,7 @@ def test_the_constructors_resolve_names_only_in_the_registry(tmp_path, monkeypat
     assert planted, 'this snapshot holds no nested class_name: the test would prove nothing'
     path = tmp_path / 'planted.pkl'
     save_network_pkl(data, path)
-    monkeypatch.setattr(pickles, 'check_stored_kwargs', lambda *a, **k: None)
+    monkeypatch.setattr(pickles.rebuild, 'check_stored_kwargs', lambda *a, **k: None)
     with pytest.raises(UnsafePickleError, match=r"'subprocess\.run' is not a registered class"):
         load_network_pkl(path)
     assert not marker.exists()

@@ -9,6 +9,7 @@ import torch
 
 from conftest import REPO
 from plugin import launch, load_network_pkl, run_options
+from plugin.hosts.embedded import EmbeddedHost
 from plugin.hosts.embedded.training_loop import snapshot_name
 from plugin.domains import write_domains_zip
 
@@ -67,7 +68,7 @@ def test_resume_continues_counters_and_optimizer(tmp_path, data16):
     from plugin.hosts.embedded.training_loop import TrainingRun
     from plugin.easydict import EasyDict
     from plugin.hosts.embedded.training_loop import DEFAULTS
-    run = TrainingRun(EasyDict({**DEFAULTS, **args2}))
+    run = TrainingRun(EasyDict({**DEFAULTS, **args2}), EmbeddedHost())
     run.setup_torch(), run.build_data(), run.build_networks(), run.build_augment(), run.build_phases(), run.resume()
     assert run.cur_nimg == 64 and run.batch_idx == 8 and run.cur_tick == state['cur_tick']
     g_opt = run.optimizers['G'].state_dict()
@@ -154,7 +155,7 @@ def test_an_unconditional_pickle_resumes_into_a_conditional_run(tmp_path):
     data = write_domains_zip(tmp_path / 'dt.zip', ['discs', 'triangles'], count=16, resolution=32)
     _, args = run_options.build(dict(data=str(data), cond=True, cfg='tiny', batch=8, resume=source, device='cpu'))
     args.run_dir = str(tmp_path / 'run')
-    run = TrainingRun(EasyDict({**DEFAULTS, **args}))
+    run = TrainingRun(EasyDict({**DEFAULTS, **args}), EmbeddedHost())
     run.setup()
     src = load_network_pkl(source)['G_ema'].eval()
     z = torch.randn([4, src.z_dim])
@@ -188,7 +189,7 @@ def test_cfg_resume_builds_the_networks_of_a_non_auto_pickle(tmp_path, cfg, caps
                                                                                    'img_channels')}
     assert args.G_kwargs == G_kw and args.D_kwargs.channel_base == 1024 and args.loss_kwargs.r1_gamma > 0
     args.run_dir = str(tmp_path / 'run')
-    run = TrainingRun(EasyDict({**DEFAULTS, **args}))
+    run = TrainingRun(EasyDict({**DEFAULTS, **args}), EmbeddedHost())
     run.setup()
     G = src['G_ema'].eval()
     z = torch.randn([4, G.z_dim])

@@ -7,10 +7,7 @@ with the host's kwargs. The embedded host is one implementation; a real checkout
 import functools
 
 from plugin import class_registry
-
-
-class HostError(RuntimeError):
-    """A host cannot be used, or lacks something the plugin needs."""
+from plugin.errors import HostError  # noqa: F401 -- hosts raise it; imported from here too
 
 
 class Host:
@@ -69,9 +66,9 @@ class Host:
         return class_registry.check(class_path, cls)
 
     def report(self, name, value):
-        """A training statistic, to the collectors of the loop that runs (its stats.jsonl)."""
-        from .embedded.training_stats import report
-        return report(name, value)
+        """A training statistic, to the collectors of the loop that runs (its stats.jsonl).
+        Each host says where: the embedded one to its training_stats, a checkout to its own."""
+        raise NotImplementedError(f'{type(self).__name__}.report')
 
     def construct_class_by_name(self, class_name, *args, **kwargs):
         return self.resolve_class_path(class_name)(*args, **kwargs)

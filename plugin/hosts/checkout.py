@@ -69,7 +69,7 @@ class CheckoutHost(Host):
         flags in ``flags``, or None when the checkout has no such function (a fork) or a flag
         is one only the plugin knows. A rejected value raises the plugin's UserError with the
         host's message."""
-        from plugin.run_options import UserError
+        from plugin.errors import UserError
         if flags.get('cfg') == 'tiny' or flags.get('training_set_kwargs'):
             return None
         try:
@@ -101,7 +101,7 @@ class CheckoutHost(Host):
         except ImportError as e:
             raise HostError(f'{self.path}: its training loop cannot be imported ({e}); install what the '
                             'checkout needs (its README: e.g. pip install psutil)') from None
-        from plugin.patch import patch
+        from .patching import patch
         device = kwargs.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
         device = torch.device(device)
         # What the host's train.py does per process before calling its loop (the process group
@@ -117,7 +117,7 @@ class CheckoutHost(Host):
             features.append('resume')
         import dnnlib
         args = {k: _host_easydicts(v, dnnlib.EasyDict) for k, v in kwargs.items() if k not in EMBEDDED_ONLY_KEYS}
-        with patch(features=features):
+        with patch(self, features=features):
             return host_loop.training_loop(device=device, **args)
 
 
@@ -130,8 +130,3 @@ def _host_easydicts(value, easydict):
         return [_host_easydicts(v, easydict) for v in value]
     return value
 
-
-def is_host_persistent(obj):
-    """Whether ``obj`` is an instance of a class decorated by a host's torch_utils.persistence."""
-    cls = type(obj)
-    return hasattr(cls, '_orig_module_src') and hasattr(cls, '_orig_class_name') and hasattr(obj, 'init_kwargs')

@@ -14,10 +14,7 @@ import numpy as np
 import torch
 
 from . import stats
-
-
-class DetectorError(ValueError):
-    """The Inception detector file cannot be used."""
+from plugin.errors import DetectorError
 
 
 def load_detector(path, device='cpu'):

@@ -22,6 +22,7 @@ import torch
 
 from plugin import run_options
 from plugin.hosts import active_host
+from plugin.files import snapshot_name
 from plugin.images import save_image_grid
 from plugin.persistence import constructor_kwargs
 from plugin.pickles import load_tensors, load_tensors_file, save_network_pkl, save_tensors
@@ -35,12 +36,9 @@ from .encoders import ImageEncoder
 from .latent_gan import LOSSES, LatentGANTrainer
 from .networks import BypassDiscriminator, BypassGenerator, LatentCritic, SplitDiscriminator
 from .split import check_split_resolution, g_feature_channels, synthesis_low
+from plugin.errors import BypassError
 
 LATENT_Z_DIM = 128
-
-
-class BypassError(ValueError):
-    """The bypass cannot run as asked."""
 
 
 def parse_mode(value):
@@ -319,7 +317,7 @@ class BypassPipeline(StagePipeline):
         with torch.no_grad():                          # not a training step: the image grid only
             save_image_grid(G_ema(grid_z, torch.zeros([len(grid_z), G_ema.c_dim]), noise_mode='const'),
                             self.path('stage3-gan', f'fakes{kimg:06d}.png'))
-        path = self.path('stage3-gan', f'network-snapshot-{kimg:06d}.pkl')
+        path = self.path('stage3-gan', snapshot_name(trainer.nimg))
         save_network_pkl(dict(G=G, D=D, G_ema=G_ema, augment_pipe=None, training_set_kwargs=None), path)
         return path
 

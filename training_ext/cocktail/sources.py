@@ -5,10 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from training_ext.common.source_pickles import check_distinct_sources, check_same_resolution, load_source, source_labels
-
-
-class CocktailError(ValueError):
-    """The sources cannot be merged as given."""
+from plugin.errors import CocktailError
 
 
 # Tensors whose shapes depend on the number of classes: allowed to differ between sources.

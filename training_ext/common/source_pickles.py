@@ -8,6 +8,7 @@ import torch
 
 from plugin.hosts import active_host
 
+from plugin.files import snapshot_kimg
 from plugin.pickles import NetworkPickleError, load_network_pkl
 
 
@@ -94,7 +95,7 @@ def source_labels(paths, names=None, error=ValueError):
     for i, (stem, run_dir) in enumerate(zip(stems, dirs)):
         # The host's own snapshot name says nothing about the source, even when unique
         # (network-snapshot-000100 vs -000200): the run directory does.
-        generic = re.fullmatch(r'network-snapshot-\d+', stem) is not None
+        generic = snapshot_kimg(stem + '.pkl') is not None
         if stems.count(stem) == 1 and not generic:
             labels.append(stem)
         elif [d for d, st in zip(dirs, stems) if st == stem].count(run_dir) == 1:

@@ -12,15 +12,13 @@ import time
 
 from plugin import launch, run_options
 from plugin.easydict import EasyDict, to_plain
+from plugin.files import atomic_write_bytes, list_snapshots
+from plugin.errors import StageError
 
 STATE_FILE = 'pipeline_state.json'
 # Flags of train_cocktail.py that every stage inherits (the host's meaning, per stage).
 STAGE_FLAGS = ('gpus', 'snap', 'seed', 'cfg', 'gamma', 'batch', 'aug', 'p', 'target', 'augpipe', 'fp32', 'nhwc',
                'nobench', 'allow_tf32', 'workers', 'device', 'tick', 'ema_kimg', 'batch_gpu', 'mirror', 'subset', 'cond')
-
-
-class StageError(ValueError):
-    """A stage cannot be configured as asked."""
 
 
 class StagePipeline:
@@ -53,10 +51,7 @@ class StagePipeline:
                     flags=to_plain({k: v for k, v in self.flags.items() if k != 'outdir'}))
 
     def _save_state(self):
-        tmp = self.state_path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(self.state, f, indent=2)
-        os.replace(tmp, self.state_path)
+        atomic_write_bytes(json.dumps(self.state, indent=2).encode(), self.state_path)
 
     def done(self, name):
         stage = self.state['stages'].get(name)
@@ -232,8 +227,4 @@ def _with_precision(kw, fp16_override):
     return kw
 
 
-def snapshots(run_dir):
-    if not os.path.isdir(run_dir):
-        return []
-    return sorted(os.path.join(run_dir, p) for p in os.listdir(run_dir)
-                  if p.startswith('network-snapshot-') and p.endswith('.pkl'))
+snapshots = list_snapshots          # (its old name here)

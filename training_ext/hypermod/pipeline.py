@@ -28,13 +28,10 @@ from training_ext.common.stages import StageError, StagePipeline
 
 from .defaults import DEFAULT_SELF_INIT_KIMG, option
 from .networks import discriminator_from_source, hyper_from_source
+from plugin.errors import HypermodError
 
 SELF_INIT_LOSS = 'training_ext.hypermod.loss.SelfInitLoss'
 HYPERMOD_LOSS = 'training_ext.hypermod.loss.HypermodLoss'
-
-
-class HypermodError(ValueError):
-    """Hyper-modulation cannot run as asked."""
 
 
 class HypermodPipeline(StagePipeline):

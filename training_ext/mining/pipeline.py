@@ -24,13 +24,10 @@ from training_ext.common.stages import StageError, StagePipeline
 from .defaults import option
 from .miner import MinedGenerator, mined_from_sources
 from .sparse import channel_scores, select_channels
+from plugin.errors import MiningError
 
 MINING_LOSS = 'training_ext.mining.loss.MiningLoss'
 BASELINES = ('none', 'transfergan', 'freezed')
-
-
-class MiningError(ValueError):
-    """Mining cannot run as asked."""
 
 
 class MiningPipeline(StagePipeline):

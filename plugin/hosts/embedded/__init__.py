@@ -17,4 +17,8 @@ class EmbeddedHost(Host):
 
     def training_loop(self, **kwargs):
         from .training_loop import training_loop
-        return training_loop(**kwargs)
+        return training_loop(self, **kwargs)
+
+    def report(self, name, value):
+        from .training_stats import report
+        return report(name, value)

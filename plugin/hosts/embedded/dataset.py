@@ -10,12 +10,9 @@ import zipfile
 import numpy as np
 import torch
 from PIL import Image
+from plugin.errors import DatasetError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
-
-
-class DatasetError(IOError):
-    """The dataset cannot be used as given."""
 
 
 class Dataset(torch.utils.data.Dataset):

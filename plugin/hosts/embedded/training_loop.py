@@ -16,12 +16,17 @@ import numpy as np
 import torch
 
 from plugin.easydict import EasyDict
-from plugin.hosts import active_host
 from plugin.images import save_image_grid
-from plugin.pickles import NetworkPickleError, PersistentRecord, load_network_pkl, load_tensors, save_network_pkl
+# The pickle submodules, not the plugin.pickles package: that one picks the active host, and the
+# host registry sits above this loop (the loop is handed its host).
+from plugin.pickles.read import NetworkPickleError, PersistentRecord
+from plugin.pickles.rebuild import load as load_network_pkl, load_tensors
+from plugin.pickles.write import save_network_pkl
 
 from . import distributed as ddist
 from . import training_stats
+from plugin.errors import TrainingError
+from plugin.files import snapshot_name
 
 DEFAULTS = dict(
     run_dir='.', training_set_kwargs={}, data_loader_kwargs={}, G_kwargs={}, D_kwargs={}, G_opt_kwargs={},
@@ -35,26 +40,20 @@ DEFAULTS = dict(
 )
 
 
-class TrainingError(RuntimeError):
-    """The run cannot start or continue as configured."""
-
-
-def training_loop(**kwargs):
+def training_loop(host, **kwargs):
+    """The host's ``training_loop(**kwargs)``; ``host`` (the EmbeddedHost that runs it) builds
+    every class_name and rebuilds resumed pickles: ``EmbeddedHost().training_loop(**kwargs)``."""
     unknown = sorted(set(kwargs) - set(DEFAULTS))
     if unknown:
         raise TypeError(f'training_loop got unknown options: {", ".join(unknown)}')
-    run = TrainingRun(EasyDict({**DEFAULTS, **kwargs}))
+    run = TrainingRun(EasyDict({**DEFAULTS, **kwargs}), host)
     return run.run()
 
 
-def snapshot_name(nimg):
-    return f'network-snapshot-{nimg // 1000:06d}.pkl'
-
-
 class TrainingRun:
-    def __init__(self, opts):
+    def __init__(self, opts, host):
         self.o = opts
-        self.host = active_host()
+        self.host = host
         self.rank = opts.rank
         self.is_main = opts.rank == 0
         self.device = torch.device(opts.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -158,7 +157,7 @@ class TrainingRun:
         if o.resume_pkl is None:
             return
         self.log(f'Resuming from "{o.resume_pkl}"')
-        data = load_network_pkl(o.resume_pkl, host=self.host)
+        data = load_network_pkl(o.resume_pkl, self.host)
         for key, module in (('G', self.G), ('D', self.D), ('G_ema', self.G_ema)):
             src = data.get(key)
             if not isinstance(src, torch.nn.Module):

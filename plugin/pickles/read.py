@@ -1,44 +1,20 @@
-"""Safe reading and atomic writing of host-layout network pickles.
+"""Reading a network pickle as inert data: the safe unpickler, its checks, and records.
 
-A host snapshot is a pickled dict ``{training_set_kwargs, G, D, G_ema, augment_pipe}`` whose
-modules are *persistent objects*: ``_reconstruct_persistent_obj(meta)`` with the module's
-class name, constructor kwargs, tensors and the full source of the module that defines it.
-The host's own loader executes that source. We never do:
-
-* every global the pickle names must be on a short allow-list (tensor rebuilding, numpy
-  scalars, OrderedDict, EasyDict, the persistent-object constructor); anything else is
-  refused with an error naming it, before it could be called;
-* tensor storages are decoded by ``torch.load(weights_only=True)``;
-* a persistent object becomes an inert ``PersistentRecord``; the records of whole networks
-  are then rebuilt into the active host's classes from ``class_name + _init_kwargs`` and
-  their tensors are copied in by name, with names and shapes checked;
-* every class name met while rebuilding (the record's own, and every ``class_name`` nested
-  in its stored kwargs) is looked up in the closed registry (``plugin.class_registry``),
-  which only holds network classes then; nothing is imported by a stored name;
-* resources are bounded before they are spent: declared storage sizes against the bytes
-  present, tensor views against their storage, nesting depth, stored kwargs' sizes, and the
-  memory a constructor may allocate against the tensors the record carries.
-
-README "What loading a pickle guarantees" states the contract; tests/test_hostile_pickles.py
-and tests/test_pickle_fuzz.py hold it.
+No host is involved here: a persistent object becomes a ``PersistentRecord`` (class name,
+constructor kwargs, tensors); ``plugin.pickles.rebuild`` turns records into a host's modules.
+The package docstring (``plugin/pickles/__init__.py``) states what loading guarantees.
 """
 import collections
-import copy
 import io
 import math
-import os
 import pickle
 import pickletools
-import tempfile
-import types
-import warnings
 
 import numpy as np
 import torch
 
-from . import class_registry, persistence
-from .easydict import EasyDict
-from .hosts import active_host, get_host
+from .. import persistence
+from ..easydict import EasyDict
 
 
 class NetworkPickleError(ValueError):
@@ -385,137 +361,6 @@ def check_structure(data, name):
 
 # --- Rebuilding records into the active host's modules. ----------------------------------------
 
-def _module_class_for(record, host):
-    family = record.family
-    if family.startswith('plugin:'):
-        return class_registry.own_persistent_class(family[len('plugin:'):], record.class_name)
-    return host.network_class(family, record.class_name)
-
-
-# Stored constructor kwargs are plain data. Their size and depth are already bounded by
-# check_structure, which every loaded file passes before any record is rebuilt.
-MAX_INT = 2 ** 40               # larger ints are no network's sizes (and big-int arithmetic can stall)
-
-
-def check_stored_kwargs(record, host, what):
-    """Refuse stored constructor arguments that are not plain data, or that name a class
-    outside the closed registry, before any constructor sees them. Returns nothing; raises
-    UnsafePickleError naming the path and the value."""
-
-    def walk(value, path):
-        if value is None or isinstance(value, (bool, float, str)):
-            return
-        if isinstance(value, int):
-            if abs(value) > MAX_INT:
-                raise UnsafePickleError(f'{what}: {path} = {value} is implausibly large for a network; refused')
-            return
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise UnsafePickleError(f'{what}: {path} has a key of type {type(key).__name__}; refused')
-                if key == 'class_name':
-                    _check_class_name(item, f'{path}.class_name', host, what)
-                walk(item, f'{path}.{key}')
-            return
-        if isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                walk(item, f'{path}[{i}]')
-            return
-        raise UnsafePickleError(f'{what}: {path} holds a {type(value).__name__}; stored kwargs must be plain data')
-
-    walk(list(record.init_args), '_init_args')
-    walk(record.state.get('_init_kwargs', {}), '_init_kwargs')
-
-
-def _check_class_name(value, path, host, what):
-    try:
-        with class_registry.networks_only():
-            host.resolve_class_path(value)
-    except class_registry.UnregisteredClassError:
-        raise UnsafePickleError(f'{what}: {path} = {value!r} is not a registered network class; refused '
-                                '(nothing a pickle names is imported)') from None
-
-
-class _AllocationGuard(torch.overrides.TorchFunctionMode):
-    """Bounds what a constructor allocates with factory functions (randn, empty, zeros, ...)
-    and how many submodules it creates. Each tensor request is sized on the meta device
-    first, so a refused one never allocates."""
-
-    # Factories whose size comes from their arguments: sized on the meta device first.
-    SIZED = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint,
-             torch.randperm, torch.arange, torch.linspace, torch.logspace, torch.eye, torch.empty_strided}
-    # Factories from data (bounded by the stored kwargs): counted after the fact.
-    FROM_DATA = {torch.tensor, torch.as_tensor}
-
-    def __init__(self, budget, max_modules, what):
-        super().__init__()
-        self.budget, self.max_modules, self.what, self.spent, self.modules = budget, max_modules, what, 0, 0
-
-    def __enter__(self):
-        self._hook = torch.nn.modules.module.register_module_module_registration_hook(self._count_module)
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        self._hook.remove()
-        return super().__exit__(*exc)
-
-    def _count_module(self, parent, name, child):
-        self.modules += 1
-        if self.modules > self.max_modules:
-            raise UnsafePickleError(f'{self.what}: its stored kwargs would build more than {self.max_modules:,} '
-                                     'layers (far more than the tensors it carries); refused')
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in self.SIZED:
-            probe = func(*args, **{**kwargs, 'device': 'meta'})   # the mode is off inside its handler
-            self._spend(probe.numel() * probe.element_size())
-        result = func(*args, **kwargs)
-        if func in self.FROM_DATA and isinstance(result, torch.Tensor):
-            self._spend(result.numel() * result.element_size())
-        return result
-
-    def _spend(self, nbytes):
-        self.spent += nbytes
-        if self.spent > self.budget:
-            raise UnsafePickleError(f'{self.what}: its stored kwargs would allocate more than {self.budget:,} bytes '
-                                     f'(the tensors it carries allow that much); refused')
-
-
-ALLOCATION_SLACK = 256 * 2 ** 20    # bytes a constructor may allocate beyond its record's tensors
-
-
-def rebuild_module(record, host=None, what='module'):
-    """Build ``record`` as a module of ``host``; None when the host has no such class.
-
-    Only registered classes are built (class_registry), stored kwargs must be plain data
-    naming only registered network classes, and the constructor may allocate at most a few
-    times the bytes of the tensors the record carries. Any failure is a NetworkPickleError."""
-    host = host or active_host()
-    check_stored_kwargs(record, host, what)       # first: even a record kept as data must be plain
-    cls = _module_class_for(record, host)
-    if cls is None:
-        return None
-    tensors = list(record.named_tensors())
-    budget = 4 * sum(t.numel() * t.element_size() for _, t, _ in tensors if isinstance(t, torch.Tensor))
-    try:
-        with class_registry.networks_only(), _AllocationGuard(budget + ALLOCATION_SLACK, 4 * len(tensors) + 1000,
-                                                              what):
-            module = cls(*copy.deepcopy(record.init_args), **copy.deepcopy(record.init_kwargs))
-    except class_registry.UnregisteredClassError as e:
-        raise UnsafePickleError(f'{what}: {e}') from None
-    except NetworkPickleError:
-        raise
-    except Exception as e:         # our constructors, fed data from a file: any failure is the file's
-        raise NetworkPickleError(f'{what}: {record.class_name} kwargs {_short_repr(record.init_kwargs)} are not '
-                                 f'understood by the {host.name} host: {type(e).__name__}: {e}') from None
-    load_tensors(module, dict((n, t) for n, t, _ in tensors), what=what)
-    module.train(bool(record.state.get('training', False)))
-    requires_grad = {n: t.requires_grad for n, t, k in tensors if k == 'parameter' and isinstance(t, torch.Tensor)}
-    for name, p in module.named_parameters():
-        p.requires_grad_(requires_grad.get(name, False))
-    return module
-
 
 def _short_repr(value, n=300):
     return _clip(repr(value), n)
@@ -523,33 +368,6 @@ def _short_repr(value, n=300):
 
 def _clip(text, n):
     return text if len(text) <= n else text[:n] + '...'
-
-
-def load_tensors(module, tensors, what='module'):
-    """Copy ``tensors`` (name -> tensor) into ``module``'s parameters and buffers; names and
-    shapes must match exactly (a silent broadcast would corrupt the network)."""
-    bad = sorted(n for n, t in tensors.items() if not isinstance(t, torch.Tensor))
-    if bad:
-        raise NetworkPickleError(f'{what}: entries that should be tensors are not: {_short(bad)}')
-    own = dict(module.named_parameters())
-    own.update((n, b) for n, b in module.named_buffers() if _is_persistent_buffer(module, n))
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    if missing or unexpected:
-        raise NetworkPickleError(f'{what}: tensors do not match the architecture; missing {_short(missing)}, '
-                                 f'unexpected {_short(unexpected)}')
-    bad = [f'{n} {tuple(tensors[n].shape)} vs {tuple(own[n].shape)}' for n in own if tensors[n].shape != own[n].shape]
-    if bad:
-        raise NetworkPickleError(f'{what}: tensor shapes differ: {_short(bad)}')
-    with torch.no_grad():
-        for name, t in own.items():
-            t.copy_(tensors[name])
-
-
-def _is_persistent_buffer(module, name):
-    owner_name, _, leaf = name.rpartition('.')
-    owner = module.get_submodule(owner_name) if owner_name else module
-    return leaf not in owner._non_persistent_buffers_set
 
 
 def _short(names, n=6):
@@ -588,41 +406,9 @@ def _unpickle(f, name):
     return SafeUnpickler(io.BytesIO(blob)).load()
 
 
-# --- Public API. ---------------------------------------------------------------------------
-
-def load_network_pkl(path_or_file, host=None, rebuild=True):
-    """Read a host-layout network pickle safely.
-
-    Returns a dict with the pickle's keys (any subset of G, D, G_ema, augment_pipe,
-    training_set_kwargs, plus whatever else it holds). Network records are rebuilt as
-    modules of ``host`` (default: the active host); objects the host has no class for stay
-    ``PersistentRecord``s, with a warning. ``rebuild=False`` returns all records as data.
-    Whatever the file holds, the only exceptions are NetworkPickleError and its subclass
-    UnsafePickleError.
-    """
-    host = get_host(host) if host is not None else active_host()
-    name = (os.fspath(path_or_file) if isinstance(path_or_file, (str, os.PathLike))
-            else str(getattr(path_or_file, 'name', '<stream>')))
-    try:
-        return _load(path_or_file, name, host, rebuild)
-    except NetworkPickleError as e:
-        if str(e).startswith(name):
-            raise
-        raise type(e)(f'{name}: {e}') from None
-    except FileNotFoundError:
-        raise NetworkPickleError(f'{name}: no such file') from None
-    except IsADirectoryError:
-        raise NetworkPickleError(f'{name}: is a directory, not a pickle') from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError, UnicodeDecodeError, MemoryError, OverflowError, RecursionError) as e:
-        raise NetworkPickleError(f'{name}: not a readable network pickle (truncated or corrupt?): '
-                                 f'{type(e).__name__}: {_clip(str(e), 200)}') from None
-    except Exception as e:          # anything else a malformed file provokes is still the file's fault
-        raise NetworkPickleError(f'{name}: not a usable network pickle: {type(e).__name__}: '
-                                 f'{_clip(str(e), 200)}') from None
-
-
-def _load(path_or_file, name, host, rebuild):
+def read_records(path_or_file, name):
+    """The pickle at ``path_or_file`` as data (networks as PersistentRecords), checked: opcodes,
+    globals, structure, and at least one network under G, D or G_ema."""
     if hasattr(path_or_file, 'read'):
         data = _unpickle(path_or_file, name)
     else:
@@ -634,138 +420,4 @@ def _load(path_or_file, name, host, rebuild):
     if not any(isinstance(data.get(k), PersistentRecord) for k in ('G', 'D', 'G_ema')):
         keys = ', '.join(map(str, data.keys())) or 'none'
         raise NetworkPickleError(f'{name}: no network under G, D or G_ema (keys: {_clip(keys, 200)})')
-    if rebuild:
-        for key, value in list(data.items()):
-            if isinstance(value, PersistentRecord):
-                module = rebuild_module(value, host, what=f'{name}[{key}]')
-                if module is None:
-                    warnings.warn(f'{name}[{key}]: {value.family}:{value.class_name} has no class in the '
-                                  f'{host.name} host; kept as inert data', stacklevel=3)
-                else:
-                    data[key] = module
     return data
-
-
-# --- Writing. -------------------------------------------------------------------------------
-
-def _persistent_reconstructor(meta):
-    """Stand-in whose global name, in our pickles, is the host's reconstructor."""
-    return _reconstruct_persistent_obj(meta)
-
-
-_GLOBAL_NAMES = {
-    id(_persistent_reconstructor): ('torch_utils.persistence', '_reconstruct_persistent_obj'),
-    id(EasyDict): ('dnnlib.util', 'EasyDict'),
-}
-
-
-class _HostLayoutPickler(pickle._Pickler):
-    """Writes our persistent modules, records and EasyDicts under the host's global names.
-
-    Uses the pure-Python pickler because only it lets us name a global that is not
-    importable here (``torch_utils.persistence`` exists only inside a host checkout).
-    """
-
-    def reducer_override(self, obj):
-        if isinstance(obj, PersistentRecord):
-            return _persistent_reconstructor, (obj.meta,)
-        if isinstance(obj, torch.nn.Module) and persistence.is_persistent(obj):
-            meta = dict(type='class', version=persistence.PICKLE_VERSION,
-                        module_src=persistence.module_src_for(type(obj)),
-                        class_name=type(obj).__qualname__, state=dict(obj.__dict__))
-            return _persistent_reconstructor, (meta,)
-        return NotImplemented
-
-    def save_global(self, obj, name=None):
-        target = _GLOBAL_NAMES.get(id(obj))
-        if target is None:
-            return super().save_global(obj, name)
-        module, qualname = target
-        self.write(pickle.GLOBAL + f'{module}\n{qualname}\n'.encode('utf-8'))
-        self.memoize(obj)
-
-    # The base class's dispatch table points at its own save_global: route ours instead.
-    dispatch = dict(pickle._Pickler.dispatch)
-    dispatch[type] = save_global
-    dispatch[types.FunctionType] = save_global
-
-
-def _snapshot_copy(value):
-    if isinstance(value, torch.nn.Module):
-        return copy.deepcopy(value).eval().requires_grad_(False).cpu()
-    return value
-
-
-def _persistent(module):
-    """Ours (@persistent_class), or a host checkout's (its torch_utils.persistence), which
-    pickles itself in the host layout with the checkout's own source."""
-    from .hosts.checkout import is_host_persistent
-    return persistence.is_persistent(module) or is_host_persistent(module)
-
-
-def _check_savable(module):
-    plain = tuple(PLAIN_TORCH_MODULES.values())
-    if not _persistent(module):
-        raise NetworkPickleError(f'cannot save {type(module).__name__}: not a persistent class '
-                                 '(decorate it with plugin.persistence.persistent_class)')
-    bad = [n for n, m in module.named_modules() if not _persistent(m) and type(m) not in plain]
-    if bad:
-        raise NetworkPickleError(f'cannot save {type(module).__name__}: these parts are neither persistent classes '
-                                 f'nor plain torch layers: {_short(bad)}')
-
-
-def dumps_network_pkl(data):
-    """Bytes of ``data`` in the host layout (modules copied to CPU, eval, no grad)."""
-    if not isinstance(data, dict):
-        raise TypeError('network pickle data must be a dict such as {"G": ..., "D": ..., "G_ema": ...}')
-    for key, value in data.items():
-        if isinstance(value, torch.nn.Module):
-            _check_savable(value)
-    payload = {k: _snapshot_copy(v) for k, v in data.items()}
-    buf = io.BytesIO()
-    _HostLayoutPickler(buf, protocol=4).dump(payload)
-    return buf.getvalue()
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_network_pkl(data, path):
-    """Write ``data`` to ``path`` atomically (see atomic_write_bytes)."""
-    return atomic_write_bytes(dumps_network_pkl(data), path)
-
-
-def atomic_write_bytes(blob, path):
-    """Write ``blob`` to ``path`` atomically: a temporary file in the same folder, flushed
-    and fsynced, then renamed. An interrupted save never leaves a partial file at ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())             # mkstemp makes 0600; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def save_tensors(obj, path):
-    """``torch.save`` of plain containers of tensors, atomically; read back with load_tensors_file."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(buf.getvalue(), path)
-
-
-def load_tensors_file(path):
-    """Read a file written by save_tensors; ``weights_only`` so it can hold no code."""
-    return torch.load(path, map_location='cpu', weights_only=True)
