@@ -6,9 +6,10 @@ plugin's. Runs on the embedded host (CPU or CUDA) unless --host names a real che
     python train_cocktail.py --outdir runs --data target.zip --mine a.pkl,b.pkl --mine-kimg 20 --kimg 50
     python train_cocktail.py --outdir runs --data target.zip --resume source.pkl --bypass w --kimg 200
 
-Flags are declared in groups (host flags, plugin flags, one group per method), and each
-method is a module with SELECTOR, FLAG_NAMES, FLAGS and run(flags): the command grows by
-adding a group, not by growing this function.
+Flags are declared in groups (host flags, plugin flags, one group per method); the methods
+are listed once, in training_ext/registry.py (each a cli module with SELECTOR, FLAG_NAMES,
+FLAGS, ERROR and run(flags)): the command grows by registering a method, not by editing this
+file.
 """
 import sys
 import warnings
@@ -16,32 +17,21 @@ import warnings
 import click
 
 from plugin.cli_flags import CLEAN_ERRORS, HOST_FLAGS, PLUGIN_FLAGS, apply_flags
-from training_ext.cocktail import cli as cocktail_cli
-from training_ext.cocktail.sources import CocktailError
-from training_ext.bypass import cli as bypass_cli
-from training_ext.bypass.pipeline import BypassError
-from training_ext.hypermod import cli as hypermod_cli
-from training_ext.hypermod.pipeline import HypermodError
-from training_ext.mining import cli as mining_cli
-from training_ext.mining.pipeline import MiningError
+from training_ext.registry import METHODS, method_errors, method_flags, selected_method
 
-METHODS = [cocktail_cli, mining_cli, bypass_cli, hypermod_cli]
-ERRORS = CLEAN_ERRORS + (CocktailError, MiningError, BypassError, HypermodError)
+ERRORS = CLEAN_ERRORS + method_errors()
 
 
 @click.command(context_settings=dict(show_default=False, max_content_width=100))
 @apply_flags(HOST_FLAGS)
 @apply_flags(PLUGIN_FLAGS)
-@apply_flags(cocktail_cli.FLAGS)
-@apply_flags(mining_cli.FLAGS)
-@apply_flags(bypass_cli.FLAGS)
-@apply_flags(hypermod_cli.FLAGS)
+@apply_flags(method_flags())
 def main(**flags):
     """Train a StyleGAN2-ADA network with the plugin's methods (host train.py flags + ours)."""
     from plugin import hosts
     try:
         hosts.set_active_host(flags.get('host'))
-        method = next((m for m in METHODS if getattr(m, 'selected', lambda f: f.get(m.SELECTOR))(flags)), None)
+        method = selected_method(flags)
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*kept as inert data')
             if method is not None:

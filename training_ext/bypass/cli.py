@@ -10,6 +10,7 @@ from .latent_gan import LOSSES
 from .pipeline import BypassError, BypassPipeline, parse_mode
 
 SELECTOR = 'bypass'
+ERROR = BypassError
 FLAG_NAMES = ('bypass', 'bypass_res', 'encoder_kimg', 'latent_loss')
 FLAGS = [
     click.option('--bypass', metavar='w|wplus|RES',

@@ -91,7 +91,7 @@ class BypassPipeline(StagePipeline):
     def __init__(self, flags, pipeline_dir, source, log=print):
         self.mode = parse_mode(flags['bypass'])
         try:
-            super().__init__(flags, pipeline_dir, None, log,
+            super().__init__(flags, pipeline_dir, log,
                              identity=dict(source=str(source), data=str(flags.get('data')), bypass=str(self.mode)))
         except StageError as e:
             raise BypassError(str(e)) from None

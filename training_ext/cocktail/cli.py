@@ -10,6 +10,7 @@ from .pipeline import CocktailPipeline
 from .sources import CocktailError
 
 SELECTOR = 'cocktail'
+ERROR = CocktailError
 FLAG_NAMES = ('cocktail', 'root', 'root_kimg', 'merge_method', 'merge_weights', 'merge_scale', 'ties_density',
               'slerp_t', 'class_percentages', 'class_names', 'root_replay', 'judge', 'judge_inception')
 FLAGS = [

@@ -30,9 +30,9 @@ GENERATED_LOSS = 'training_ext.common.generated.GeneratedDataLoss'
 class CocktailPipeline(StagePipeline):
     method = 'cocktail'
 
-    def __init__(self, flags, pipeline_dir, host_spec=None, log=print):
+    def __init__(self, flags, pipeline_dir, log=print):
         try:
-            super().__init__(flags, pipeline_dir, host_spec, log, identity=list(flags['cocktail']))
+            super().__init__(flags, pipeline_dir, log, identity=list(flags['cocktail']))
         except StageError as e:
             raise CocktailError(str(e)) from None
 

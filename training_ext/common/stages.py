@@ -24,10 +24,11 @@ STAGE_FLAGS = ('gpus', 'snap', 'seed', 'cfg', 'gamma', 'batch', 'aug', 'p', 'tar
 class StagePipeline:
     method = 'pipeline'
 
-    def __init__(self, flags, pipeline_dir, host_spec=None, log=print, identity=None):
+    def __init__(self, flags, pipeline_dir, log=print, identity=None):
+        # Stages train with the active host (train_cocktail.py sets it from --host; spawned
+        # processes inherit it through $COCKTAIL_HOST).
         self.flags = EasyDict(flags)
         self.dir = pipeline_dir
-        self.host_spec = host_spec
         self.log = log
         os.makedirs(self.dir, exist_ok=True)
         self.state_path = os.path.join(self.dir, STATE_FILE)
@@ -148,7 +149,7 @@ class StagePipeline:
             self.reopen(name)
         self.log(f'[{name}] training {args.total_kimg} kimg -> {args.run_dir}')
         t0 = time.time()
-        launch.launch(args, host_spec=self.host_spec, exist_ok=True)
+        launch.launch(args, exist_ok=True)
         final = snapshots(args.run_dir)[-1]
         self.finish(name, output=final, kimg=args.total_kimg, seconds=round(time.time() - t0, 1))
         return final

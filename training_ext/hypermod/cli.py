@@ -15,6 +15,7 @@ from .networks import INITS
 from .pipeline import HypermodError, HypermodPipeline
 
 SELECTOR = 'hyper'
+ERROR = HypermodError
 FLAG_NAMES = ('hyper', 'hyper_rank', 'hyper_init', 'self_init_kimg', 'contrastive_weight')
 FLAGS = [
     click.option('--hyper', is_flag=True, default=False,

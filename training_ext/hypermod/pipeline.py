@@ -37,10 +37,10 @@ HYPERMOD_LOSS = 'training_ext.hypermod.loss.HypermodLoss'
 class HypermodPipeline(StagePipeline):
     method = 'hypermod'
 
-    def __init__(self, flags, pipeline_dir, source, host_spec=None, log=print):
+    def __init__(self, flags, pipeline_dir, source, log=print):
         self.source_path = os.path.abspath(source)
         try:
-            super().__init__(flags, pipeline_dir, host_spec, log,
+            super().__init__(flags, pipeline_dir, log,
                              identity=dict(source=self.source_path, data=os.path.abspath(str(flags.get('data')))))
         except StageError as e:
             raise HypermodError(str(e)) from None

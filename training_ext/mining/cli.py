@@ -8,6 +8,7 @@ from .defaults import DEFAULTS
 from .pipeline import MiningError, MiningPipeline
 
 SELECTOR = 'mine'
+ERROR = MiningError
 FLAG_NAMES = ('mine', 'mine_kimg', 'sparse', 'mine_space', 'miner_init', 'selector_weight')
 FLAGS = [
     click.option('--mine', type=CommaList(), metavar='PKLS',

@@ -33,10 +33,10 @@ BASELINES = ('none', 'transfergan', 'freezed')
 class MiningPipeline(StagePipeline):
     method = 'mining'
 
-    def __init__(self, flags, pipeline_dir, host_spec=None, log=print):
+    def __init__(self, flags, pipeline_dir, log=print):
         try:
-            super().__init__(flags, pipeline_dir, host_spec, log, identity=dict(sources=[str(p) for p in flags['mine']],
-                                                                                data=str(flags.get('data'))))
+            super().__init__(flags, pipeline_dir, log, identity=dict(sources=[str(p) for p in flags['mine']],
+                                                                     data=str(flags.get('data'))))
         except StageError as e:
             raise MiningError(str(e)) from None
 
