@@ -5,6 +5,7 @@ import warnings
 
 import click
 
+from .cli_flags import apply_flags, merge_param_options, merge_params_given
 from .hosts.base import HostError
 from .pickles import NetworkPickleError
 
@@ -123,35 +124,22 @@ def blend(a_pkl, b_pkl, swap_res, blend_width, mapping, out, grid, seeds, gif):
                   log=click.echo, gif=gif)
 
 
-def parse_floats(text):
-    try:
-        return [float(v) for v in text.split(',')]
-    except ValueError:
-        raise click.BadParameter(f'expected comma-separated numbers, got {text!r}') from None
-
-
 @main.command()
 @click.argument('models', nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option('--method', type=click.Choice(['mean', 'task-arithmetic', 'ties', 'dare', 'slerp']), required=True)
 @click.option('--base', type=click.Path(dir_okay=False), help='The parent the models were fine-tuned from '
               '(needed by task-arithmetic, ties, dare).')
-@click.option('--weights', help='Per-model task-vector weights, comma-separated [default: 1/N each].')
-@click.option('--scale', type=float, help='Scale of the merged task vector [method default: 1].')
-@click.option('--density', type=float, help='ties: fraction of each task vector kept [default: 0.2].')
-@click.option('--drop', type=float, help='dare: drop probability of task-vector entries [default: 0.9].')
-@click.option('--t', 't', type=float, help='slerp: position between the two models [default: 0.5].')
-@click.option('--seed', type=int, help='dare: seed of the drop masks [default: 0].')
+@apply_flags(merge_param_options())       # --weights --scale --density --drop --t --seed, from the methods
 @click.option('--out', type=click.Path(dir_okay=False), required=True, help='Pickle to write.')
 @click.option('--grid', type=click.Path(dir_okay=False), help='Also write a PNG: the inputs, then the merge '
               'coefficient (scale or t) swept, for --seeds.')
 @click.option('--seeds', default='0-5', show_default=True, help='Seeds of the grid columns.')
 @click.option('--gif', type=click.Path(dir_okay=False), help='Also write an animated GIF sweeping the merge coefficient.')
-def merge(models, method, base, weights, scale, density, drop, t, seed, out, grid, seeds, gif):
-    """Merge fine-tunes of one parent by their weights, no training."""
+def merge(models, method, base, out, grid, seeds, gif, **params):
+    """Merge fine-tunes of one parent by their weights, no training (weights of 1/N each by default)."""
     from .training_free import merge_pickles
     merge_pickles(list(models), out, method, base=base, grid=grid, seeds=parse_range(seeds), log=click.echo, gif=gif,
-                  weights=parse_floats(weights) if weights is not None else None, scale=scale, density=density,
-                  drop=drop, t=t, seed=seed)
+                  **merge_params_given(method, params))
 
 
 @main.command()

@@ -81,3 +81,57 @@ def _clean_errors():
 
 
 CLEAN_ERRORS = _clean_errors()
+
+
+class FloatList(click.ParamType):
+    name = 'floats'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            return [float(v) for v in str(value).split(',') if v.strip()]
+        except ValueError:
+            self.fail(f'expected comma-separated numbers, got {value!r}', param, ctx)
+
+
+def _merge_flag(name, flag_names):
+    return (flag_names or {}).get(name, name)
+
+
+def merge_param_options(flag_names=None, skip=()):
+    """click options for the merge methods' declared parameters (plugin.merging.PARAMS), named
+    ``--<flag_names[name]>`` (default ``--<name>``); each help text lists the methods that take
+    it with their defaults, read from the methods themselves."""
+    from .merging import PARAMS, param_defaults
+    types = dict(float=float, int=int, floats=FloatList())
+    options = []
+    for p in PARAMS:
+        if p.name in skip:
+            continue
+        takes = ', '.join(f'{m}: {"equal" if d is None and p.name == "weights" else d}'
+                          for m, d in param_defaults(p.name).items())
+        options.append(click.option(f'--{_merge_flag(p.name, flag_names)}', type=types[p.kind],
+                                    help=f'{p.help} [{takes}]'))
+    return options
+
+
+def merge_params_given(method, flags, flag_names=None, skip=(), error=ValueError):
+    """{parameter: value} of the merge parameters given in ``flags`` (keyed by the flags'
+    Python names, as click passes them); a value given to a method that does not take it is
+    an error, never ignored."""
+    from .merging import PARAMS, method_params
+    takes = method_params(method)
+    given = {}
+    for p in PARAMS:
+        if p.name in skip:
+            continue
+        value = flags.get(_merge_flag(p.name, flag_names).replace('-', '_'))
+        if value is not None and value != []:
+            given[p.name] = value
+    unused = [k for k in given if k not in takes]
+    if unused:
+        names = ', '.join('--' + _merge_flag(k, flag_names) for k in unused)
+        raise error(f'{names}: merge method {method} does not take {"it" if len(unused) == 1 else "them"} '
+                    f'(it takes {", ".join(takes) or "no parameters"})')
+    return given

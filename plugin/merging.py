@@ -20,10 +20,31 @@ Unknown parameters are an error, never ignored.
 """
 import copy
 import inspect
+from dataclasses import dataclass
 
 import torch
 
 COPIED_BUFFERS = ('resample_filter', 'noise_const')
+
+
+@dataclass(frozen=True)
+class MergeParam:
+    """A parameter some merge methods take (their keyword argument). Its default is the
+    method's own (its signature): one place. Command lines generate their flags from these
+    declarations (plugin.cli_flags.merge_param_options)."""
+    name: str
+    kind: str           # 'float', 'int' or 'floats' (comma-separated numbers)
+    help: str
+
+
+PARAMS = (
+    MergeParam('weights', 'floats', 'task-vector weight per model, comma-separated'),
+    MergeParam('scale', 'float', 'scale of the merged task vector'),
+    MergeParam('density', 'float', 'fraction of each task vector kept'),
+    MergeParam('drop', 'float', 'drop probability of task-vector entries'),
+    MergeParam('t', 'float', 'position between the two models'),
+    MergeParam('seed', 'int', 'seed of the drop masks'),
+)
 
 
 def _mean(base, models):
@@ -90,6 +111,11 @@ def method_params(method):
     """The parameters ``method`` takes, with their defaults."""
     sig = inspect.signature(MERGE_METHODS[method])
     return {n: p.default for n, p in list(sig.parameters.items())[2:] if n != 'generator'}
+
+
+def param_defaults(name):
+    """{method: its default} for every method that takes parameter ``name``."""
+    return {m: method_params(m)[name] for m in MERGE_METHODS if name in method_params(m)}
 
 
 def check_params(method, params):

@@ -308,3 +308,21 @@ def test_a_source_twice_is_an_error(tmp_path, sources):
     copy.write_bytes(open(sources[1], 'rb').read())
     with pytest.raises(CocktailError, match=r'identical weights'):
         load_sources([sources[0], sources[1], str(copy)])
+
+
+def test_merge_flags_come_from_the_methods_and_are_never_ignored(tmp_path, sources):
+    """The cocktail's merge flags are generated from plugin.merging's declarations (defaults from
+    the methods), reach the average, and a flag the method does not take fails before any
+    training instead of being dropped."""
+    from click.testing import CliRunner
+    import train_cocktail
+    help_text = CliRunner().invoke(train_cocktail.main, ['--help']).output
+    assert '--dare-drop' in help_text and '[ties: 0.2]' in help_text
+    with pytest.raises(CocktailError, match='--ties-density: merge method mean does not take it'):
+        run_pipeline(tmp_path, sources, ties_density=0.5)
+    assert not (tmp_path / 'pipe' / 'stage1-root-run1').exists()
+    with pytest.raises(CocktailError, match='--merge-scale: --baseline transfergan does not average'):
+        run_pipeline(tmp_path, sources, baseline='transfergan', merge_scale=0.5)
+    report, logs = run_pipeline(tmp_path, sources, merge_method='ties', ties_density=0.5, root_kimg=0, kimg=0)
+    state = json.loads((tmp_path / 'pipe' / 'pipeline_state.json').read_text())
+    assert state['stages']['stage2-average']['params'] == {'density': 0.5}

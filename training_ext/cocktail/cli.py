@@ -1,18 +1,18 @@
 """train_cocktail.py flags of the cocktail method, and its entry point."""
 import click
 
-from plugin.cli_flags import CommaList
+from plugin.cli_flags import CommaList, merge_param_options
 from training_ext.common.stages import pipeline_dir, source_names
 
 from .merge import MERGE_METHODS
-from .defaults import option
+from .defaults import MERGE_FLAG_NAMES, MERGE_SKIP, option
 from .pipeline import CocktailPipeline
 from .sources import CocktailError
 
 SELECTOR = 'cocktail'
 ERROR = CocktailError
 FLAG_NAMES = ('cocktail', 'root', 'root_kimg', 'merge_method', 'merge_weights', 'merge_scale', 'ties_density',
-              'slerp_t', 'class_percentages', 'class_names', 'root_replay', 'judge', 'judge_inception')
+              'dare_drop', 'slerp_t', 'class_percentages', 'class_names', 'root_replay', 'judge', 'judge_inception')
 FLAGS = [
     click.option('--cocktail', type=CommaList(), metavar='PKLS',
                  help='Merge these source pickles (comma-separated) into one conditional model'),
@@ -21,10 +21,7 @@ FLAGS = [
     click.option('--root-replay', type=bool, metavar='BOOL',
                  help="Rooting also trains the root's classes on the root's images [default: true]"),
     click.option('--merge-method', type=click.Choice(list(MERGE_METHODS)), help='How to merge [default: mean]'),
-    click.option('--merge-weights', type=CommaList(), metavar='LIST', help='task-arithmetic: weight per rooted model'),
-    click.option('--merge-scale', type=float, help='task-arithmetic / ties: scale of the merged delta [default: 1]'),
-    click.option('--ties-density', type=float, help='ties: fraction of each delta kept [default: 0.2]'),
-    click.option('--slerp-t', type=float, help='slerp: interpolation position [default: 0.5]'),
+    *merge_param_options(MERGE_FLAG_NAMES, skip=MERGE_SKIP),     # from the merge methods' declarations
     click.option('--class-percentages', type=CommaList(), metavar='LIST',
                  help='Merge fine-tuning class mix, one number per merged class [default: uniform]'),
     click.option('--judge', type=click.IntRange(min=0), metavar='INT',

@@ -15,6 +15,13 @@ DEFAULTS = dict(
     baseline_freezed=4,      # --baseline freezed without --freezed: Freeze-D of 4 layers
 )
 
+# The merge methods' parameters (plugin.merging.PARAMS, defaults in the methods themselves), as
+# the cocktail names their flags; dare's --seed would clash with the host's training --seed, so
+# its masks use the method's default seed.
+MERGE_FLAG_NAMES = dict(weights='merge-weights', scale='merge-scale', density='ties-density', drop='dare-drop',
+                        t='slerp-t')
+MERGE_SKIP = ('seed',)
+
 
 def option(flags, name):
     """The flag's value, or its default when it was not given (None): never ``value or default``."""

@@ -10,12 +10,13 @@ import copy
 import os
 import time
 
+from plugin.cli_flags import merge_params_given
 from plugin.metrics.inception import DetectorError, load_detector
 from plugin.pickles import load_network_pkl, save_network_pkl
 from plugin.persistence import constructor_kwargs as module_kwargs
 from training_ext.common.stages import StageError, StagePipeline
 
-from .defaults import option
+from .defaults import MERGE_FLAG_NAMES, MERGE_SKIP, option
 from .judge import Judge
 from .merge import MERGE_METHODS, merge_modules
 from .report import write_report
@@ -55,6 +56,12 @@ class CocktailPipeline(StagePipeline):
         if method == 'slerp' and len(sources) != 2:
             raise CocktailError('--merge-method slerp merges exactly two sources')
         budgets = self.check_kimg(baseline)
+        # Checked before any training: a parameter the method does not take fails at once.
+        if baseline != 'none':
+            given = [n for p, n in MERGE_FLAG_NAMES.items() if f.get(n.replace('-', '_')) not in (None, [])]
+            if given:
+                raise CocktailError(f'--{given[0]}: --baseline {baseline} does not average models')
+        self.merge_params = _merge_params(f, method, len(sources) - 1) if baseline == 'none' else {}
         if f.get('judge_inception'):
             if option(f, 'judge') == 0:
                 raise CocktailError('--judge-inception with --judge 0: nothing would be judged')
@@ -177,7 +184,7 @@ class CocktailPipeline(StagePipeline):
         t0 = time.time()
         start = load_network_pkl(self.widened_root())
         models = [load_network_pkl(p) for p in rooted.values()]
-        params = _merge_params(self.flags, method, len(models))
+        params = self.merge_params
         G = merge_modules(start['G'], [m['G'] for m in models], method, **params)
         D = merge_modules(start['D'], [m['D'] for m in models], method, **params)
         save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=copy.deepcopy(G), augment_pipe=None), out)
@@ -234,16 +241,12 @@ def _label_dataset(G, num_classes, name, percentages=None):
 
 
 def _merge_params(flags, method, n_rooted):
-    params = {}
-    if method in ('task-arithmetic', 'ties') and flags.get('merge_scale') is not None:
-        params['scale'] = flags.merge_scale
-    if method == 'task-arithmetic' and flags.get('merge_weights'):
-        weights = [float(w) for w in flags.merge_weights]
-        if len(weights) != n_rooted:
+    """The merge parameters given as flags (the methods' declarations name them); one given to
+    a method that does not take it is an error. Weights are per rooted model (the root's is the
+    rest)."""
+    params = merge_params_given(method, flags, MERGE_FLAG_NAMES, skip=MERGE_SKIP, error=CocktailError)
+    if 'weights' in params:
+        params['weights'] = [float(w) for w in params['weights']]
+        if len(params['weights']) != n_rooted:
             raise CocktailError(f'--merge-weights needs {n_rooted} values (one per rooted model)')
-        params['weights'] = weights
-    if method == 'ties' and flags.get('ties_density') is not None:
-        params['density'] = flags.ties_density
-    if method == 'slerp' and flags.get('slerp_t') is not None:
-        params['t'] = flags.slerp_t
     return params
