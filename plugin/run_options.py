@@ -7,11 +7,10 @@ with a one-line message for bad values.
 """
 import os
 
-import torch
-
 from .easydict import EasyDict
 from .hosts import active_host
 from .errors import UserError
+from .devices import choose_device, cuda_available
 from .files import list_snapshots
 
 
@@ -329,10 +328,8 @@ def resolve_resume(resume):
 
 
 def _performance(f, args):
-    device = f.get('device') or 'auto'
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if device.startswith('cuda') and not torch.cuda.is_available():
+    device = str(choose_device(f.get('device')))
+    if device.startswith('cuda') and not cuda_available():
         raise UserError('--device cuda: no CUDA device is available')
     if device == 'cpu' and args.num_gpus > 1:
         args.data_loader_kwargs.num_workers = 0     # each process is one CPU worker already

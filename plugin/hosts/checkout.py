@@ -101,9 +101,10 @@ class CheckoutHost(Host):
         except ImportError as e:
             raise HostError(f'{self.path}: its training loop cannot be imported ({e}); install what the '
                             'checkout needs (its README: e.g. pip install psutil)') from None
+        from plugin.devices import choose_device
+
         from .patching import patch
-        device = kwargs.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
-        device = torch.device(device)
+        device = choose_device(kwargs.get('device'))
         # What the host's train.py does per process before calling its loop (the process group
         # itself is set up by plugin.launch, as for the embedded loop).
         # One process runs several stages; its statistics' defaults (rank 0, no sync) are the

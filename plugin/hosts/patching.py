@@ -52,6 +52,7 @@ import zipfile
 import torch
 
 from plugin.errors import PatchError
+from plugin.devices import choose_device
 from plugin.files import snapshot_kimg
 
 FEATURES = ('safe_pickles', 'custom_ops', 'torch_compat', 'zip_per_process', 'resume', 'cond_copy', 'device')
@@ -280,9 +281,7 @@ def _choose_device(func, where):
 def loop_device(choice, rank):
     """The patched loop's device: ``choice`` ('cuda', 'cuda:1', 'cpu', a torch.device), or CUDA
     ``rank`` when there is a CUDA device, else the CPU."""
-    if choice is None:
-        return torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
-    choice = torch.device(choice)
+    choice = choose_device(choice)
     if choice.type == 'cuda' and choice.index is None:
         return torch.device('cuda', rank)
     return choice

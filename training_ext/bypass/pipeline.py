@@ -22,6 +22,7 @@ import torch
 
 from plugin import run_options
 from plugin.hosts import active_host
+from plugin.devices import choose_device
 from plugin.files import snapshot_name
 from plugin.images import save_image_grid
 from plugin.persistence import constructor_kwargs
@@ -96,8 +97,7 @@ class BypassPipeline(StagePipeline):
         except StageError as e:
             raise BypassError(str(e)) from None
         self.source_path = source
-        self.device = torch.device('cuda' if flags.get('device') in (None, 'auto') and torch.cuda.is_available()
-                                   else ('cpu' if flags.get('device') in (None, 'auto') else flags['device']))
+        self.device = choose_device(flags.get('device'))
         self.seed = int(run_options.flag(flags, 'seed'))
 
     # -- inputs -----------------------------------------------------------------------------------

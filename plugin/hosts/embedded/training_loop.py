@@ -26,6 +26,7 @@ from plugin.pickles.write import save_network_pkl
 from . import distributed as ddist
 from . import training_stats
 from plugin.errors import TrainingError
+from plugin.devices import choose_device
 from plugin.files import snapshot_name
 
 DEFAULTS = dict(
@@ -56,7 +57,7 @@ class TrainingRun:
         self.host = host
         self.rank = opts.rank
         self.is_main = opts.rank == 0
-        self.device = torch.device(opts.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        self.device = choose_device(opts.device)
         if self.device.type == 'cuda' and self.device.index is None:
             self.device = torch.device('cuda', opts.rank)
         self.cur_nimg = 0
