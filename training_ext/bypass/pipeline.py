@@ -29,7 +29,7 @@ from plugin.persistence import constructor_kwargs
 from plugin.pickles import load_tensors, load_tensors_file, save_network_pkl, save_tensors
 from plugin.plots import line_plot
 from training_ext.common.source_pickles import load_source
-from training_ext.common.stages import StageError, StagePipeline
+from training_ext.common.stages import StagePipeline
 
 from . import autoencoder, latent_cache
 from .defaults import DEFAULTS, option
@@ -88,14 +88,12 @@ def _low_blocks(G, res):
 
 class BypassPipeline(StagePipeline):
     method = 'bypass'
+    error = BypassError
 
     def __init__(self, flags, pipeline_dir, source, log=print):
         self.mode = parse_mode(flags['bypass'])
-        try:
-            super().__init__(flags, pipeline_dir, log,
-                             identity=dict(source=str(source), data=str(flags.get('data')), bypass=str(self.mode)))
-        except StageError as e:
-            raise BypassError(str(e)) from None
+        super().__init__(flags, pipeline_dir, log,
+                         identity=dict(source=str(source), data=str(flags.get('data')), bypass=str(self.mode)))
         self.source_path = source
         self.device = choose_device(flags.get('device'))
         self.seed = int(run_options.flag(flags, 'seed'))

@@ -14,7 +14,7 @@ from plugin.cli_flags import merge_params_given
 from plugin.metrics.inception import DetectorError, load_detector
 from plugin.pickles import load_network_pkl, save_network_pkl
 from plugin.persistence import constructor_kwargs as module_kwargs
-from training_ext.common.stages import StageError, StagePipeline
+from training_ext.common.stages import StagePipeline
 
 from .defaults import MERGE_FLAG_NAMES, MERGE_SKIP, option
 from .judge import Judge
@@ -30,12 +30,10 @@ GENERATED_LOSS = 'training_ext.common.generated.GeneratedDataLoss'
 
 class CocktailPipeline(StagePipeline):
     method = 'cocktail'
+    error = CocktailError
 
     def __init__(self, flags, pipeline_dir, log=print):
-        try:
-            super().__init__(flags, pipeline_dir, log, identity=list(flags['cocktail']))
-        except StageError as e:
-            raise CocktailError(str(e)) from None
+        super().__init__(flags, pipeline_dir, log, identity=list(flags['cocktail']))
 
     # -- stages -----------------------------------------------------------------------------------
     def run(self):
@@ -218,12 +216,9 @@ class CocktailPipeline(StagePipeline):
         return self.train(name, args)
 
     def _stage(self, name, dataset, loss_sources, G_kwargs, D_kwargs, kimg, resume=None, freezed=None):
-        try:
-            return self.stage_args(name, G_kwargs, D_kwargs, kimg, dataset=dataset, resume=resume, freezed=freezed,
-                                   loss_kwargs=dict(class_name=GENERATED_LOSS, sources=loss_sources),
-                                   aug_default=STAGE_DEFAULT_AUG)
-        except StageError as e:
-            raise CocktailError(str(e)) from None
+        return self.stage_args(name, G_kwargs, D_kwargs, kimg, dataset=dataset, resume=resume, freezed=freezed,
+                               loss_kwargs=dict(class_name=GENERATED_LOSS, sources=loss_sources),
+                               aug_default=STAGE_DEFAULT_AUG)
 
     def _root_kimg(self):
         root_kimg = option(self.flags, 'root_kimg')

@@ -23,6 +23,7 @@ STAGE_FLAGS = ('gpus', 'snap', 'seed', 'cfg', 'gamma', 'batch', 'aug', 'p', 'tar
 
 class StagePipeline:
     method = 'pipeline'
+    error = StageError          # each method's own user-facing error type: raised as is, never re-wrapped
 
     def __init__(self, flags, pipeline_dir, log=print, identity=None):
         # Stages train with the active host (train_cocktail.py sets it from --host; spawned
@@ -40,7 +41,7 @@ class StagePipeline:
             with open(self.state_path) as f:
                 state = json.load(f)
             if identity is not None and state.get('identity') != identity:
-                raise StageError(f'{self.dir} is a {state.get("method")} pipeline for {state.get("identity")}, '
+                raise self.error(f'{self.dir} is a {state.get("method")} pipeline for {state.get("identity")}, '
                                  f'not {identity}')
             # A flag not given again (None) keeps the value the pipeline was started with:
             # --resume DIR alone continues the same run; a flag given again overrides it.
@@ -107,7 +108,7 @@ class StagePipeline:
         try:
             _, args = run_options.build(flags)
         except run_options.UserError as e:
-            raise StageError(str(e)) from None
+            raise self.error(str(e)) from None
         fp16 = dict(num_fp16_res=0, conv_clamp=None) if args.G_kwargs.synthesis_kwargs.num_fp16_res == 0 else {}
         args.G_kwargs = network_kwargs(G_kwargs, fp16)
         args.D_kwargs = network_kwargs(D_kwargs, fp16)
@@ -115,7 +116,7 @@ class StagePipeline:
             args.D_kwargs.setdefault('block_kwargs', EasyDict())['freeze_layers'] = freezed
         mbstd = args.D_kwargs.get('epilogue_kwargs', {}).get('mbstd_group_size', 4)
         if mbstd and args.batch_gpu % min(mbstd, args.batch_gpu):
-            raise StageError(f'the per-GPU batch ({args.batch_gpu}) must be a multiple of the discriminator\'s '
+            raise self.error(f'the per-GPU batch ({args.batch_gpu}) must be a multiple of the discriminator\'s '
                              f'minibatch-stddev group ({mbstd}); change --batch')
         if loss_kwargs:
             args.loss_kwargs = EasyDict(args.loss_kwargs, **loss_kwargs)
@@ -124,7 +125,7 @@ class StagePipeline:
         snaps = snapshots(args.run_dir)
         done = self.done(name)
         if done and kimg < done.get('kimg', kimg):
-            raise StageError(f'[{name}] finished at {done["kimg"]} kimg; it cannot be shortened to {kimg} kimg '
+            raise self.error(f'[{name}] finished at {done["kimg"]} kimg; it cannot be shortened to {kimg} kimg '
                              f'(give at least {done["kimg"]}, or start a new pipeline)')
         extend = bool(done) and kimg > done.get('kimg', kimg)
         if snaps and (extend or not done):    # interrupted or extended: continue from its newest snapshot
@@ -132,7 +133,7 @@ class StagePipeline:
             self.log(f'[{name}] continuing from {os.path.basename(snaps[-1])}'
                      + (f' (finished at {done["kimg"]} kimg, extended to {kimg} kimg)' if extend else ''))
         elif extend:
-            raise StageError(f'[{name}] finished at {done["kimg"]} kimg but its snapshots are gone from '
+            raise self.error(f'[{name}] finished at {done["kimg"]} kimg but its snapshots are gone from '
                              f'{args.run_dir}: it cannot be extended to {kimg} kimg')
         elif resume is not None:
             args.resume_pkl, args.resume_mode = resume, 'weights'

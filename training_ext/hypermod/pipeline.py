@@ -24,7 +24,7 @@ from plugin import run_options
 from plugin.persistence import constructor_kwargs as module_kwargs
 from plugin.pickles import load_network_pkl, save_network_pkl
 from training_ext.common.source_pickles import load_source, open_target
-from training_ext.common.stages import StageError, StagePipeline
+from training_ext.common.stages import StagePipeline
 
 from .defaults import DEFAULT_SELF_INIT_KIMG, option
 from .networks import discriminator_from_source, hyper_from_source
@@ -36,14 +36,12 @@ HYPERMOD_LOSS = 'training_ext.hypermod.loss.HypermodLoss'
 
 class HypermodPipeline(StagePipeline):
     method = 'hypermod'
+    error = HypermodError
 
     def __init__(self, flags, pipeline_dir, source, log=print):
         self.source_path = os.path.abspath(source)
-        try:
-            super().__init__(flags, pipeline_dir, log,
-                             identity=dict(source=self.source_path, data=os.path.abspath(str(flags.get('data')))))
-        except StageError as e:
-            raise HypermodError(str(e)) from None
+        super().__init__(flags, pipeline_dir, log,
+                         identity=dict(source=self.source_path, data=os.path.abspath(str(flags.get('data')))))
 
     def run(self):
         self.source = load_source(self.source_path, ('G_ema', 'D'), HypermodError)
@@ -101,10 +99,7 @@ class HypermodPipeline(StagePipeline):
 
     # -- stages -----------------------------------------------------------------------------------
     def _stage(self, name, kimg, resume, **kwargs):
-        try:
-            return self.stage_args(name, self.G_kwargs, self.D_kwargs, kimg, resume=resume, **kwargs)
-        except StageError as e:
-            raise HypermodError(str(e)) from None
+        return self.stage_args(name, self.G_kwargs, self.D_kwargs, kimg, resume=resume, **kwargs)
 
     def self_initialise(self, init, kimg):
         """Self-initialisation (when kimg > 0), then class 0's embedding to every class (unless the

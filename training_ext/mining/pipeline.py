@@ -19,7 +19,7 @@ from plugin.pickles import load_network_pkl, load_tensors, save_network_pkl
 from plugin.plots import line_plot
 from training_ext.common.freezing import mask_buffer_name
 from training_ext.common.source_pickles import check_same_resolution, load_source, open_target, source_labels
-from training_ext.common.stages import StageError, StagePipeline
+from training_ext.common.stages import StagePipeline
 
 from .defaults import option
 from .miner import MinedGenerator, mined_from_sources
@@ -32,13 +32,11 @@ BASELINES = ('none', 'transfergan', 'freezed')
 
 class MiningPipeline(StagePipeline):
     method = 'mining'
+    error = MiningError
 
     def __init__(self, flags, pipeline_dir, log=print):
-        try:
-            super().__init__(flags, pipeline_dir, log, identity=dict(sources=[str(p) for p in flags['mine']],
-                                                                     data=str(flags.get('data'))))
-        except StageError as e:
-            raise MiningError(str(e)) from None
+        super().__init__(flags, pipeline_dir, log, identity=dict(sources=[str(p) for p in flags['mine']],
+                                                                 data=str(flags.get('data'))))
 
     def run(self):
         f = self.flags
@@ -106,13 +104,10 @@ class MiningPipeline(StagePipeline):
         return out
 
     def _stage(self, name, G_kwargs, D_kwargs, kimg, resume, freezed=None, loss=True):
-        try:
-            return self.stage_args(name, G_kwargs, D_kwargs, kimg, data=self.flags.data, resume=resume,
-                                   freezed=freezed, loss_kwargs=dict(
-                                       class_name=MINING_LOSS,
-                                       selector_weight=option(self.flags, 'selector_weight')) if loss else None)
-        except StageError as e:
-            raise MiningError(str(e)) from None
+        return self.stage_args(name, G_kwargs, D_kwargs, kimg, data=self.flags.data, resume=resume,
+                               freezed=freezed, loss_kwargs=dict(
+                                   class_name=MINING_LOSS,
+                                   selector_weight=option(self.flags, 'selector_weight')) if loss else None)
 
     def mine(self, init):
         kimg = option(self.flags, 'mine_kimg')
