@@ -26,8 +26,19 @@ class LabelDataset(torch.utils.data.Dataset):
     function of the index, so a batch's class mix follows the percentages on average.
     """
 
-    def __init__(self, resolution, num_channels=3, num_classes=0, class_percentages=None, size=65536,
-                 random_seed=0, name='generated', path=None, use_labels=True, max_size=None, xflip=False):
+    def __init__(self,
+        resolution,                 # Image resolution of the placeholders (the generators').
+        num_channels        = 3,    # Image channels.
+        num_classes         = 0,    # Merged classes; 0 = unconditional.
+        class_percentages   = None, # Relative frequency per class; None = uniform; 0 = never drawn.
+        size                = 65536,# Dataset length (the loop samples indices forever anyway).
+        random_seed         = 0,    # Seed of the label sequence.
+        name                = 'generated',  # Name shown in the loop's log.
+        path                = None, # Unused; the host's datasets have one.
+        use_labels          = True, # Accepted as the host's datasets do; labels always come from num_classes.
+        max_size            = None, # The host's --subset: cap on the length.
+        xflip               = False,# Accepted for the host's kwargs; generated data is never flipped.
+    ):
         self._resolution, self._channels, self._classes = int(resolution), int(num_channels), int(num_classes)
         self._name, self.path = name, path
         self._size = int(size if max_size is None else min(size, max_size))
@@ -118,8 +129,16 @@ class GeneratedDataLoss(WrappedLoss):
     active host's ``training.loss.StyleGAN2Loss``.
     """
 
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, sources=(), truncation_psi=1.0,
-                 **loss_kwargs):
+    def __init__(self,
+        device,                     # Training device (the host's loop passes it).
+        G_mapping,                  # The trained G's mapping network.
+        G_synthesis,                # The trained G's synthesis network.
+        D,                          # The trained discriminator.
+        augment_pipe    = None,     # The loop's augment pipe (None: no augmentation).
+        sources         = (),       # [{pkl, offset, classes}]: which source draws which merged classes.
+        truncation_psi  = 1.0,      # Truncation of the sources' samples (1: none).
+        **loss_kwargs,              # Everything else: the active host's StyleGAN2Loss (r1_gamma, pl_weight, ...).
+    ):
         if not sources:
             raise ValueError('GeneratedDataLoss needs at least one source generator')
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
