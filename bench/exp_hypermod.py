@@ -67,7 +67,6 @@ def plain_transfer_error(args, work, data, src_path):
 
 
 def main():
-    global DOMAINS, SOURCE
     p = parser(__doc__, kimg=4)
     p.add_argument('--r1-lazy', action='store_true',
                    help='add a hyper-modulation row with lazy R1 (every 16 D steps, the host\'s) instead of the '
@@ -76,12 +75,12 @@ def main():
     p.add_argument('--domains', default=','.join(DOMAINS), help=f'target classes [default: {",".join(DOMAINS)}]')
     p.add_argument('--ema-kimg', type=float, default=None, help="every row: G_ema's half-life [default: the config's]")
     args = p.parse_args()
-    SOURCE, DOMAINS = args.source, args.domains.split(',')
-    src_path = source_path(SOURCE)
+    source_name, domains = args.source, args.domains.split(',')
+    src_path = source_path(source_name)
     work = start(args, 'hypermod')
-    data = dataset(work, DOMAINS, COUNT, seed=args.seed, labels=True)
+    data = dataset(work, domains, COUNT, seed=args.seed, labels=True)
     error = plain_transfer_error(args, work, data, src_path)
-    print(f'plain conditional transfer from {SOURCE}: {error or "worked"}')
+    print(f'plain conditional transfer from {source_name}: {error or "worked"}')
     ema = {} if args.ema_kimg is None else dict(ema_kimg=args.ema_kimg)
     curves, seconds = {}, {}
     label = 'hyper-modulation'
@@ -89,7 +88,7 @@ def main():
     pipe_dir = os.path.join(work, 'hyper')
     flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, **ema)
     info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
-    curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), DOMAINS, args.num, t0=info['t0'])
+    curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), domains, args.num, t0=info['t0'])
     seconds[label] = info['seconds']
     if args.r1_lazy:
         label = 'hyper-modulation, lazy R1 (every 16 steps)'
@@ -97,15 +96,15 @@ def main():
         pipe_dir = os.path.join(work, 'hyper-r1-lazy')
         flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, r1_interval=16, **ema)
         info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
-        curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), DOMAINS, args.num, t0=info['t0'])
+        curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), domains, args.num, t0=info['t0'])
         seconds[label] = info['seconds']
     label = 'conditional fine-tuning'
     print(label)
     run_dir = os.path.join(work, 'cond-fine-tuning')
-    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, resume=widened_source(work, len(DOMAINS), src_path),
+    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, resume=widened_source(work, len(domains), src_path),
                         **ema)
     info = run_row(args, run_dir, lambda: plain_run(run_dir, flags))
-    curves[label] = curve(snapshots(run_dir), DOMAINS, args.num, t0=info['t0'])
+    curves[label] = curve(snapshots(run_dir), domains, args.num, t0=info['t0'])
     seconds[label] = info['seconds']
     rows = []
     for label, points in curves.items():
@@ -115,16 +114,16 @@ def main():
             cells += [fmt(r['fid']), fmt(r['accuracy']), fmt(r['recall'])]
         rows.append(cells + [f'{seconds[label]:.0f}'])
     columns = ['method', 'FID union (start)', 'FID union (end)']
-    for k, d in enumerate(DOMAINS):
+    for k, d in enumerate(domains):
         columns += [f'FID class {k} ({d})', f'accuracy {k}', f'recall {k}']
     table = markdown_table(columns + ['train s'], rows)
     write_results(args, 'hypermod', table, curves,
-                  f'Hyper-modulation vs conditional fine-tuning, unconditional {SOURCE} -> labelled '
-                  f'{" + ".join(DOMAINS)} ({COUNT} each), {args.kimg:g} kimg per row',
-                  meta=dict(source=SOURCE, domains=DOMAINS, count=COUNT, plain_transfer_error=error, ema_kimg=args.ema_kimg,
+                  f'Hyper-modulation vs conditional fine-tuning, unconditional {source_name} -> labelled '
+                  f'{" + ".join(domains)} ({COUNT} each), {args.kimg:g} kimg per row',
+                  meta=dict(source=source_name, domains=domains, count=COUNT, plain_transfer_error=error, ema_kimg=args.ema_kimg,
                             baseline_start='source widened by plugin.widen'),
                   extra_plots=[(f'fid_class{k}.png', 'kimg', lambda p, k=k: p['per_class'][k]['fid'],
-                                f'hypermod: FID of class {k} ({d}) against kimg') for k, d in enumerate(DOMAINS)])
+                                f'hypermod: FID of class {k} ({d}) against kimg') for k, d in enumerate(domains)])
 
 
 if __name__ == '__main__':

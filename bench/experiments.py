@@ -26,6 +26,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from plugin import launch, load_network_pkl, run_options  # noqa: E402
+from plugin.files import list_snapshots, snapshot_kimg  # noqa: E402
 from plugin.metrics.evaluate import evaluate  # noqa: E402
 from plugin.plots import line_plot  # noqa: E402
 from plugin.domains import write_domains_zip  # noqa: E402
@@ -130,8 +131,7 @@ def plain_run(run_dir, flags):
 
 def snapshots(run_dir, offset=0.0):
     """[(kimg, path)] of a run directory's network snapshots; ``offset`` kimg of earlier stages."""
-    names = sorted(n for n in os.listdir(run_dir) if n.startswith('network-snapshot-') and n.endswith('.pkl'))
-    return [(offset + int(n[len('network-snapshot-'):-4]), os.path.join(run_dir, n)) for n in names]
+    return [(offset + snapshot_kimg(p), p) for p in list_snapshots(run_dir)]
 
 
 def curve(snaps, domains, num, t0=None):

@@ -116,19 +116,24 @@ def merge_param_options(flag_names=None, skip=()):
     return options
 
 
-def merge_params_given(method, flags, flag_names=None, skip=(), error=ValueError):
+def merge_flags_given(flags, flag_names=None, skip=()):
     """{parameter: value} of the merge parameters given in ``flags`` (keyed by the flags'
-    Python names, as click passes them); a value given to a method that does not take it is
-    an error, never ignored."""
-    from .merging import PARAMS, method_params
-    takes = method_params(method)
+    Python names, as click passes them), whatever the method."""
+    from .merging import PARAMS
     given = {}
     for p in PARAMS:
-        if p.name in skip:
-            continue
-        value = flags.get(_merge_flag(p.name, flag_names).replace('-', '_'))
+        value = None if p.name in skip else flags.get(_merge_flag(p.name, flag_names).replace('-', '_'))
         if value is not None and value != []:
             given[p.name] = value
+    return given
+
+
+def merge_params_given(method, flags, flag_names=None, skip=(), error=ValueError):
+    """merge_flags_given for ``method``: a value given to a method that does not take it is an
+    error, never ignored."""
+    from .merging import method_params
+    takes = method_params(method)
+    given = merge_flags_given(flags, flag_names, skip)
     unused = [k for k in given if k not in takes]
     if unused:
         names = ', '.join('--' + _merge_flag(k, flag_names) for k in unused)

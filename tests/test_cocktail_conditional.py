@@ -22,7 +22,7 @@ def test_the_widened_label_path_is_at_full_scale_and_repeatable():
     last = getattr(D3.mapping, f'fc{D3.mapping.num_layers - 1}')
     assert last.weight.abs().mean() > 10, 'D\'s label mapping keeps its full-scale init (raw weights ~1/lr_mult)'
     # Symmetry broken, function kept: every class has its own embedding in G and D (identical
-    # ones made classes come apart 10x slower: BENCHMARKS.md, issue 16), their differences
+    # ones made classes come apart more slowly: BENCHMARKS.md, issue 16), their differences
     # invisible to fc0 and to D's logit until training moves the weights.
     y = G3.mapping.embed(torch.eye(3))
     y = y * y.square().mean(1, keepdim=True).rsqrt()

@@ -10,7 +10,7 @@ import copy
 import os
 import time
 
-from plugin.cli_flags import merge_params_given
+from plugin.cli_flags import merge_flags_given, merge_params_given
 from plugin.metrics.inception import DetectorError, load_detector
 from plugin.pickles import load_network_pkl, save_network_pkl
 from plugin.persistence import constructor_kwargs as module_kwargs
@@ -56,9 +56,10 @@ class CocktailPipeline(StagePipeline):
         budgets = self.check_kimg(baseline)
         # Checked before any training: a parameter the method does not take fails at once.
         if baseline != 'none':
-            given = [n for p, n in MERGE_FLAG_NAMES.items() if f.get(n.replace('-', '_')) not in (None, [])]
+            given = merge_flags_given(f, MERGE_FLAG_NAMES, skip=MERGE_SKIP)
             if given:
-                raise CocktailError(f'--{given[0]}: --baseline {baseline} does not average models')
+                raise CocktailError(f'--{MERGE_FLAG_NAMES[next(iter(given))]}: --baseline {baseline} does not '
+                                    'average models')
         self.merge_params = _merge_params(f, method, len(sources) - 1) if baseline == 'none' else {}
         if f.get('judge_inception'):
             if option(f, 'judge') == 0:

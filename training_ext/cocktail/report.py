@@ -9,7 +9,7 @@ import torch
 from plugin.images import save_image_grid
 from plugin.pickles import load_network_pkl
 from plugin.plots import line_plot
-from training_ext.common.stages import snapshots
+from plugin.files import list_snapshots
 
 from . import distance
 
@@ -89,7 +89,7 @@ def judge_stages(pipeline, rooted, final_pkl):
             rows.append(dict(stage=f'stage1-root-{name}', kimg=None, pickle=path, network='G',
                              **judge.evaluate(load_network_pkl(path)['G'], n)))
     merge_dir = pipeline.path('stage3-merge')
-    merge_snaps = snapshots(merge_dir) if os.path.dirname(os.path.abspath(final_pkl)) == os.path.abspath(merge_dir) \
+    merge_snaps = list_snapshots(merge_dir) if os.path.dirname(os.path.abspath(final_pkl)) == os.path.abspath(merge_dir) \
         else []
     start = pipeline.merge_start
     if start is not None and os.path.isfile(start):

@@ -122,7 +122,7 @@ class StagePipeline:
             args.loss_kwargs = EasyDict(args.loss_kwargs, **loss_kwargs)
         args.total_kimg = kimg
         args.run_dir = self.path(name)
-        snaps = snapshots(args.run_dir)
+        snaps = list_snapshots(args.run_dir)
         done = self.done(name)
         if done and kimg < done.get('kimg', kimg):
             raise self.error(f'[{name}] finished at {done["kimg"]} kimg; it cannot be shortened to {kimg} kimg '
@@ -151,7 +151,7 @@ class StagePipeline:
         self.log(f'[{name}] training {args.total_kimg} kimg -> {args.run_dir}')
         t0 = time.time()
         launch.launch(args, exist_ok=True)
-        final = snapshots(args.run_dir)[-1]
+        final = list_snapshots(args.run_dir)[-1]
         self.finish(name, output=final, kimg=args.total_kimg, seconds=round(time.time() - t0, 1))
         return final
 
@@ -228,5 +228,3 @@ def _with_precision(kw, fp16_override):
             kw[key] = _with_precision(EasyDict(kw[key]), fp16_override)
     return kw
 
-
-snapshots = list_snapshots          # (its old name here)
