@@ -17,7 +17,7 @@ import contextvars
 import importlib
 
 # Our modules that define persistent classes (networks a pickle may hold). A constant list:
-# tests/test_hostile_pickles.py fails when a module using @persistent_class is missing here.
+# tests/plugin/pickles/test_hostile_pickles.py fails when a module using @persistent_class is missing here.
 OWN_NETWORK_MODULES = (
     'plugin.hosts.embedded.layers',
     'plugin.hosts.embedded.generator',

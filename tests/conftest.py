@@ -1,14 +1,7 @@
-import os
-import sys
-from pathlib import Path
-
+"""Fixtures shared by every test module (plain helpers live in ``tests.helpers``)."""
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-FIXTURES = Path(os.environ.get('COCKTAIL_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan2-ada'))
-FIXTURE_CONFIGS = ['uncond32', 'cond32', 'uncond64']
+from tests.helpers import FIXTURES
 
 
 @pytest.fixture(scope='session')
@@ -29,31 +22,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def small_G_kwargs(**over):
-    kw = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-              mapping_kwargs=dict(num_layers=2),
-              synthesis_kwargs=dict(channel_base=128, channel_max=16, conv_clamp=256, architecture='skip'))
-    kw.update(over)
-    return kw
-
-
-def small_D_kwargs(**over):
-    kw = dict(c_dim=0, img_resolution=16, img_channels=3, architecture='resnet', channel_base=128, channel_max=16,
-              conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=2))
-    kw.update(over)
-    return kw
-
-
-def make_source(path, seed=0, **gkw):
-    """A small random source pickle (G, D, G_ema) built from small_G_kwargs / small_D_kwargs."""
-    import torch
-
-    from plugin import save_network_pkl
-    from plugin.hosts.embedded.networks import Discriminator, Generator
-    torch.manual_seed(seed)
-    G = Generator(**small_G_kwargs(**gkw))
-    D = Discriminator(**small_D_kwargs(img_resolution=G.img_resolution, c_dim=G.c_dim))
-    save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), path)
-    return str(path)

@@ -5,7 +5,7 @@ nothing of the project."""
 import ast
 import os
 
-from conftest import REPO
+from tests.helpers import REPO
 
 LAYERS = ['torch_utils_ext', 'plugin', 'training_ext']      # bottom -> top
 

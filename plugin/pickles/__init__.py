@@ -19,8 +19,8 @@ The host's own loader executes that source. We never do:
   present, tensor views against their storage, nesting depth, stored kwargs' sizes, and the
   memory a constructor may allocate against the tensors the record carries.
 
-README "What loading a pickle guarantees" states the contract; tests/test_hostile_pickles.py
-and tests/test_pickle_fuzz.py hold it.
+README "What loading a pickle guarantees" states the contract; tests/plugin/pickles/test_hostile_pickles.py
+and tests/plugin/pickles/test_pickle_fuzz.py hold it.
 
 Layout: ``read`` (unpickler, checks, records; no host), ``rebuild`` (records -> a given host's
 modules), ``write`` (the host layout); this package picks the host (the active one unless told)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURE_CONFIGS
+from tests.helpers import FIXTURE_CONFIGS
 from plugin import load_network_pkl
 
 FP32_TOL = dict(atol=1e-4, rtol=1e-4)

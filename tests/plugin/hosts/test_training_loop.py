@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from tests.helpers import REPO
 from plugin import launch, load_network_pkl, run_options
 from plugin.hosts.embedded import EmbeddedHost
 from plugin.hosts.embedded.training_loop import snapshot_name

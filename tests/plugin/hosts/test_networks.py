@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from conftest import small_D_kwargs, small_G_kwargs
+from tests.helpers import small_D_kwargs, small_G_kwargs
 from plugin.hosts.embedded.networks import Discriminator, Generator
 
 ARCHS = ['orig', 'skip', 'resnet']

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import FIXTURE_CONFIGS, small_D_kwargs, small_G_kwargs
+from tests.helpers import FIXTURE_CONFIGS, small_D_kwargs, small_G_kwargs
 from plugin import NetworkPickleError, UnsafePickleError, load_network_pkl, save_network_pkl
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from plugin.pickles import PersistentRecord, SafeUnpickler, dumps_network_pkl

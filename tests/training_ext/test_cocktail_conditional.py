@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from conftest import REPO, small_D_kwargs, small_G_kwargs
+from tests.helpers import REPO, small_D_kwargs, small_G_kwargs
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from plugin.widen import widen_discriminator, widen_generator
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from tests.helpers import REPO
 from plugin.metrics.inception import DetectorError, dataset_features, load_detector
 from plugin.domains import write_domains_zip
 

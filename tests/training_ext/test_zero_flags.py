@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from conftest import REPO, make_source
+from tests.helpers import REPO, make_source
 from plugin import load_network_pkl, run_options
 from training_ext.bypass import defaults as bypass_defaults
 from training_ext.bypass.pipeline import BypassError, BypassPipeline

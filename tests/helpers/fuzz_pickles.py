@@ -1,7 +1,7 @@
-"""Fuzzing driver for tests/test_pickle_fuzz.py (run in a subprocess, so that a crash or a hang
+"""Fuzzing driver for tests/plugin/pickles/test_pickle_fuzz.py (run in a subprocess, so that a crash or a hang
 is seen as one rather than killing the test session).
 
-    python tests/fuzz_pickles.py FIXTURE.pkl --count 300 --seed 0
+    python -m tests.helpers.fuzz_pickles FIXTURE.pkl --count 300 --seed 0
 
 Mutates a real host pickle (flipped bytes, truncations, swapped opcodes, swapped global names,
 random values in stored constructor kwargs), loads each mutant and prints one JSON line per
@@ -13,11 +13,9 @@ import argparse
 import io
 import json
 import os
-import pickle
 import pickletools
 import random
 import subprocess
-import sys
 import time
 import warnings
 
@@ -34,7 +32,6 @@ def canary(*args, **kwargs):
 os.system = canary
 subprocess.Popen.__init__ = canary
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from plugin.pickles import (NetworkPickleError, PersistentRecord, SafeUnpickler,  # noqa: E402
                             dumps_network_pkl, load_network_pkl)
 

@@ -5,7 +5,6 @@ guarantees"."""
 import collections
 import functools
 import io
-import os
 import pickle
 import re
 import struct
@@ -16,15 +15,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import small_D_kwargs, small_G_kwargs
+from tests.helpers import small_D_kwargs, small_G_kwargs
 from plugin import NetworkPickleError, UnsafePickleError, class_registry, load_network_pkl, persistence, pickles
 from plugin.__main__ import main as cli
 from plugin.hosts import active_host
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from plugin.persistence import constructor_kwargs
 from plugin.pickles import PersistentRecord, SafeUnpickler, dumps_network_pkl, save_network_pkl
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # --- Crafting pickles. ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from conftest import REPO, make_source, small_D_kwargs, small_G_kwargs  # noqa: F401  (sys.path for the workers)
+from tests.helpers import REPO, make_source
 
 ASSETS = REPO / 'plugin' / 'assets' / 'sources'
 

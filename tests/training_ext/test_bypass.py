@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, small_D_kwargs, small_G_kwargs
+from tests.helpers import REPO, small_D_kwargs, small_G_kwargs
 from plugin import load_network_pkl, save_network_pkl
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from training_ext.bypass import latent_cache

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import REPO, small_D_kwargs, small_G_kwargs
+from tests.helpers import REPO, small_D_kwargs, small_G_kwargs
 from plugin import PatchError, patch, save_network_pkl
 from plugin.hosts.embedded.augment import AugmentPipe
 from plugin.hosts.embedded.networks import Discriminator, Generator

@@ -5,7 +5,7 @@ import sys
 
 from PIL import Image
 
-from conftest import REPO
+from tests.helpers import REPO
 
 
 def run(*args):

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from conftest import FIXTURES, REPO, make_source
+from tests.helpers import FIXTURES, REPO, make_source
 from plugin import hosts
 from plugin.hosts.base import HostError
 from plugin.pickles import load_network_pkl, save_network_pkl

@@ -1,4 +1,4 @@
-"""Fuzzing the loader with mutations of a real host pickle (tests/fuzz_pickles.py, in a
+"""Fuzzing the loader with mutations of a real host pickle (tests/helpers/fuzz_pickles.py, in a
 subprocess so that a crash or a hang shows as one): every load returns the original's
 tensors (names and shapes) or raises one of the loader's two error types; nothing else, no
 command run, no hang. COCKTAIL_FUZZ_COUNT sets the number of mutants (CI: 200)."""
@@ -7,19 +7,19 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-DRIVER = Path(__file__).with_name('fuzz_pickles.py')
+from tests.helpers import REPO
+
 COUNT = int(os.environ.get('COCKTAIL_FUZZ_COUNT', '200'))
 
 
 @pytest.mark.parametrize('seed', [0])
 def test_mutated_real_pickles_load_or_fail_cleanly(fixtures_dir, seed):
     fixture = fixtures_dir / 'cond32' / 'network-snapshot.pkl'
-    proc = subprocess.run([sys.executable, str(DRIVER), str(fixture), '--count', str(COUNT), '--seed', str(seed)],
-                          capture_output=True, text=True, timeout=60 + 3 * COUNT)
+    proc = subprocess.run([sys.executable, '-m', 'tests.helpers.fuzz_pickles', str(fixture), '--count', str(COUNT), '--seed', str(seed)],
+                          capture_output=True, text=True, timeout=60 + 3 * COUNT, cwd=REPO)
     assert proc.returncode == 0, f'the fuzzing process died (crash?): rc {proc.returncode}\n{proc.stderr[-3000:]}'
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
     assert len(rows) == COUNT

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from tests.helpers import REPO
 from plugin.metrics import fid
 from plugin.metrics.evaluate import domain_features, evaluate
 from plugin.metrics.feature_net import DOMAIN_NAMES, domain_batch, load

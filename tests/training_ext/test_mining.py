@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from conftest import REPO, small_D_kwargs, small_G_kwargs
+from tests.helpers import REPO, small_D_kwargs, small_G_kwargs
 from plugin import load_network_pkl, save_network_pkl
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from plugin.domains import write_domains_zip

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, make_source
+from tests.helpers import REPO, make_source
 from plugin import load_network_pkl
 from plugin.hosts.embedded.layers import modulated_conv2d
 from torch_utils_ext.ops.hypermod_weight import hypermod_weight

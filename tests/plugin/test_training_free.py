@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import small_D_kwargs, small_G_kwargs
+from tests.helpers import small_D_kwargs, small_G_kwargs
 from plugin import NetworkPickleError, UnsafePickleError, load_network_pkl, save_network_pkl
 from plugin.__main__ import main as cli
 from plugin.hosts.embedded.networks import Discriminator, Generator

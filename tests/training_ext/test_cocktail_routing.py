@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_source
+from tests.helpers import make_source
 from training_ext.common.generated import GeneratedImages, LabelDataset
 
 
