@@ -116,6 +116,12 @@ def merge_param_options(flag_names=None, skip=()):
     return options
 
 
+def merge_flag_names(flag_names=None, skip=()):
+    """The Python names (as click passes them) of merge_param_options' flags."""
+    from .merging import PARAMS
+    return tuple(_merge_flag(p.name, flag_names).replace('-', '_') for p in PARAMS if p.name not in skip)
+
+
 def merge_flags_given(flags, flag_names=None, skip=()):
     """{parameter: value} of the merge parameters given in ``flags`` (keyed by the flags'
     Python names, as click passes them), whatever the method."""

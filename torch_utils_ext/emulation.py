@@ -7,8 +7,15 @@ tensors on their kernel path. The kernel bodies and launchers compile exactly as
 the launch syntax, the device checks and the CUDA includes are rewritten (``translate``).
 
 This is a test of indexing, reductions, backward formulas and launch geometry, run by CI on
-every change. It does not replace the check on a real GPU (tools/gpu_verify.sh): races that
-hardware would expose, fast-math rounding and speed are out of its reach.
+every change. Two bug classes a single in-order schedule would hide are trapped cheaply: every
+``__shared__`` array starts each block filled with NaN bytes (a read before a write, such as a
+missing ``__syncthreads``, gives NaN, not a left-over value), and ``schedule_seed`` runs blocks and
+threads in a seeded shuffled order (tests run a second order). It does not replace the check on
+a real GPU (tools/gpu_verify.sh): threads switch only at barriers, so memory-ordering races and
+races within a warp are not seen, nor reads of exited lanes (shuffle masks are not checked),
+fast-math rounding or speed.
+
+A leaf module: it imports nothing of the project's but the cache location.
 """
 import contextlib
 import hashlib
@@ -38,16 +45,27 @@ def have_compiler():
     return any(shutil.which(cc) for cc in (os.environ.get('CXX', 'c++'), 'c++', 'g++'))
 
 
+# The emulated kernels read the schedule at each launch (ops/cuda/emulation/simt.h).
+SCHEDULE_ENV = 'CUDA_EMU_SCHEDULE_SEED'
+DEFAULT_SCHEDULE_SEED = 1           # shuffled: CI never runs only the in-order schedule
+
+
 @contextlib.contextmanager
-def emulated_kernels():
-    """Within the block, the ops' kernel paths run emulated on CPU tensors."""
+def emulated_kernels(schedule_seed=DEFAULT_SCHEDULE_SEED):
+    """Within the block, the ops' kernel paths run emulated on CPU tensors; blocks and threads
+    run in the order ``schedule_seed`` shuffles them into (0: in order)."""
     global _active
-    previous = _active
+    previous, previous_seed = _active, os.environ.get(SCHEDULE_ENV)
     _active = True                  # custom_ops.get_plugin asks active() before its own cache
+    os.environ[SCHEDULE_ENV] = str(int(schedule_seed))
     try:
         yield
     finally:
         _active = previous
+        if previous_seed is None:
+            os.environ.pop(SCHEDULE_ENV, None)
+        else:
+            os.environ[SCHEDULE_ENV] = previous_seed
 
 
 def _matching(text, start, open_ch, close_ch):
@@ -107,7 +125,14 @@ def translate(source):
     lines.insert(last_include + 1, '#include "simt.h"')
     text = '\n'.join(lines) + '\n'
     text = _rewrite_launches(text)
+    text = _SHARED_DECL.sub(lambda m: f'{m.group(0)} ::cuda_emu::poison_shared(&{m.group(1)}, sizeof({m.group(1)}));',
+                            text)
     return text.replace('.is_cuda()', '.is_cpu()')
+
+
+# A static __shared__ declaration statement: its variable's name (group 1). ``extern __shared__``
+# (dynamic shared memory) is refused at launch instead.
+_SHARED_DECL = re.compile(r'(?<!extern )\b__shared__\s+[\w:<>, ]+?\b(\w+)\s*(?:\[[^;\]]*\]\s*)*;')
 
 
 def build(name, sources):

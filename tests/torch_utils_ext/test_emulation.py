@@ -91,7 +91,55 @@ __global__ void divergent_kernel(float* out) {
     out[threadIdx.x] = v;
 }
 
+// Each thread stores its value, then thread 0 sums them: with the barrier (sync != 0) that is
+// right in any order; without it, thread 0 may read slots no thread has written yet.
+__global__ void store_then_sum_kernel(const float* x, float* out, int sync) {
+    __shared__ float slots[64];
+    slots[threadIdx.x] = x[blockIdx.x * 64 + threadIdx.x];
+    if (sync) __syncthreads();
+    if (threadIdx.x == 0) {
+        float v = 0.f;
+        for (int i = 0; i < 64; ++i) v += slots[i];
+        out[blockIdx.x] = v;
+    }
+}
+
+// Reads a slot that no thread ever writes (slot 63 when only 63 threads write).
+__global__ void uninitialised_read_kernel(float* out) {
+    __shared__ float slots[64];
+    if (threadIdx.x < 63) slots[threadIdx.x] = 1.f;
+    __syncthreads();
+    out[threadIdx.x] = slots[(threadIdx.x + 1) % 64];
+}
+
+// The order in which blocks and threads run: each records its arrival number.
+__global__ void arrival_kernel(int* counter, int* thread_arrival, int* block_arrival) {
+    thread_arrival[blockIdx.x * blockDim.x + threadIdx.x] = atomicAdd(counter, 1);
+    if (threadIdx.x == 0) block_arrival[blockIdx.x] = atomicAdd(counter + 1, 1);
+}
+
 }  // namespace
+
+torch::Tensor store_then_sum(torch::Tensor x, int64_t sync) {
+    auto out = torch::zeros({x.size(0)}, x.options());
+    store_then_sum_kernel<<<(unsigned)x.size(0), 64>>>(x.data_ptr<float>(), out.data_ptr<float>(), (int)sync);
+    return out;
+}
+
+torch::Tensor uninitialised_read() {
+    auto out = torch::zeros({64}, torch::kFloat32);
+    uninitialised_read_kernel<<<1, 64>>>(out.data_ptr<float>());
+    return out;
+}
+
+std::vector<torch::Tensor> arrival(int64_t blocks, int64_t threads) {
+    auto counter = torch::zeros({2}, torch::kInt32);
+    auto t = torch::zeros({blocks * threads}, torch::kInt32);
+    auto b = torch::zeros({blocks}, torch::kInt32);
+    arrival_kernel<<<(unsigned)blocks, (unsigned)threads>>>(counter.data_ptr<int>(), t.data_ptr<int>(),
+                                                            b.data_ptr<int>());
+    return {t, b};
+}
 
 torch::Tensor block_sum(torch::Tensor x) {
     auto out = torch::empty({x.size(0) * x.size(1)}, x.options());
@@ -118,11 +166,17 @@ PROBE_DECLARATIONS = r'''
 torch::Tensor block_sum(torch::Tensor x);
 std::vector<torch::Tensor> early_exit(int64_t n);
 void divergent();
+torch::Tensor store_then_sum(torch::Tensor x, int64_t sync);
+torch::Tensor uninitialised_read();
+std::vector<torch::Tensor> arrival(int64_t blocks, int64_t threads);
 '''
 PROBE_DEFS = '''
     m.def("block_sum", &block_sum);
     m.def("early_exit", &early_exit);
-    m.def("divergent", &divergent);'''
+    m.def("divergent", &divergent);
+    m.def("store_then_sum", &store_then_sum);
+    m.def("uninitialised_read", &uninitialised_read);
+    m.def("arrival", &arrival);'''
 MODULE_OPENING = 'PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {'
 
 # A one-character bug in the backward of the real kernel: d^2 S w instead of d^3 S w.
@@ -182,3 +236,68 @@ def test_emulated_comparison_catches_a_kernel_bug(probe, monkeypatch):
     (w_mutant, g_mutant), (w_ref, g_ref) = results
     torch.testing.assert_close(w_mutant, w_ref, rtol=1e-5, atol=1e-6)
     assert (g_mutant - g_ref).abs().max() > 1e-3 * g_ref.abs().max()
+
+
+def test_shared_memory_starts_each_block_as_nan(probe):
+    """A read of a slot no thread wrote is NaN, in every block and on every launch (not a value
+    left over from the previous block or launch)."""
+    for _ in range(2):
+        out = probe.uninitialised_read()
+        assert torch.isnan(out[62]) and not torch.isnan(out[:62]).any() and not torch.isnan(out[63])
+
+
+def test_a_missing_barrier_fails_in_one_of_two_orders(probe):
+    """Without the __syncthreads, thread 0 sums slots before the others store them in some
+    schedule: NaN (the poisoned slots) in at least one of the in-order and a shuffled run; with
+    it, every order gives the sum."""
+    x = torch.randn([6, 64], generator=torch.Generator().manual_seed(0))
+    broken = []
+    for seed in (0, 7):
+        with emulation.emulated_kernels(schedule_seed=seed):
+            torch.testing.assert_close(probe.store_then_sum(x, 1), x.sum(1), rtol=1e-5, atol=1e-5)
+            broken.append(torch.isnan(probe.store_then_sum(x, 0)).any().item())
+    assert any(broken), 'the missing barrier went unnoticed in both orders'
+
+
+def test_schedule_seed_shuffles_blocks_and_threads_reproducibly(probe):
+    runs = {}
+    for seed in (0, 3, 3, 5):
+        with emulation.emulated_kernels(schedule_seed=seed):
+            t, b = probe.arrival(8, 64)
+        runs.setdefault(seed, []).append((t, b))
+    t0, b0 = runs[0][0]
+    assert torch.equal(b0, torch.arange(8, dtype=torch.int32)), 'seed 0 runs the blocks in order'
+    assert torch.equal(t0, torch.arange(8 * 64, dtype=torch.int32)), 'seed 0 runs the threads in order'
+    (t3, b3), (t3_again, b3_again) = runs[3]
+    assert torch.equal(t3, t3_again) and torch.equal(b3, b3_again), 'a seed gives one schedule'
+    assert not torch.equal(b3, b0) and not torch.equal(t3, t0)
+    assert not torch.equal(runs[5][0][0], t3)
+    assert sorted(b3.tolist()) == list(range(8)) and sorted(t3.tolist()) == list(range(8 * 64))
+
+
+@pytest.mark.parametrize('op_name', ['hypermod_weight', 'bias_act', 'upfirdn2d'])
+def test_the_ops_kernels_agree_in_two_schedules(op_name):
+    """The real kernels give the same results in order and shuffled (their reductions do not
+    depend on which thread runs first)."""
+    if not emulation.have_compiler():
+        pytest.skip('needs a C++ compiler')
+    import importlib
+    op = importlib.import_module(f'torch_utils_ext.ops.{op_name}')
+    g = torch.Generator().manual_seed(0)
+    outs = []
+    for seed in (0, 11):
+        with emulation.emulated_kernels(schedule_seed=seed):
+            if op_name == 'hypermod_weight':
+                base = torch.randn([8, 16, 3, 3], generator=g)
+                args = (base, torch.randn([4, 16], generator=g), torch.randn([4, 8, 16], generator=g),
+                        0.1 * torch.randn([4, 8, 16], generator=g))
+                outs.append(op.hypermod_weight(*args, impl='cuda'))
+            elif op_name == 'bias_act':
+                x = torch.randn([4, 8, 5, 5], generator=g)
+                outs.append(op.bias_act(x, torch.randn([8], generator=g), act='lrelu', impl='cuda'))
+            else:
+                x = torch.randn([2, 3, 9, 9], generator=g)
+                f = torch.tensor([1., 3., 3., 1.])
+                outs.append(op.upfirdn2d(x, f / f.sum(), up=2, padding=[2, 1, 2, 1], impl='cuda'))
+        g.manual_seed(0)
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)

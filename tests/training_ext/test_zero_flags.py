@@ -1,6 +1,7 @@
 """Zero means zero: a numeric flag given as 0 is honoured (a stage skipped and said so, a
 weight of 0 passed on) or refused with a one-line error; it never silently becomes the
 default (the old ``value or default``)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,12 +11,13 @@ import pytest
 
 from tests.helpers import REPO, make_source
 from plugin import load_network_pkl, run_options
-from training_ext.bypass import defaults as bypass_defaults
+from training_ext.bypass.config import BypassConfig
 from training_ext.bypass.pipeline import BypassError, BypassPipeline
 from plugin.domains import write_domains_zip
 from training_ext.hypermod import defaults as hypermod_defaults
 from training_ext.hypermod.pipeline import HypermodPipeline
-from training_ext.mining import defaults as mining_defaults
+from training_ext.cocktail.config import CocktailConfig
+from training_ext.mining.config import MiningConfig
 from training_ext.mining.miner import Miner
 from training_ext.mining.pipeline import MiningError, MiningPipeline
 
@@ -33,13 +35,32 @@ def world(tmp_path_factory):
 
 
 def test_option_helpers_keep_a_given_zero():
-    for helper in (mining_defaults.option, hypermod_defaults.option, bypass_defaults.option):
+    for helper in (hypermod_defaults.option,):
         module = sys.modules[helper.__module__]
         for name in module.DEFAULTS:
             assert helper({name: 0}, name) == 0, name
+    for config in (CocktailConfig, MiningConfig, BypassConfig):
+        for field in dataclasses.fields(config):
+            assert getattr(config.from_flags({field.name: 0}), field.name) == 0, (config.__name__, field.name)
+            assert config.from_flags({field.name: None}) == config(), 'a flag not given keeps the default'
     assert run_options.flag({'seed': 0}, 'seed') == 0 and run_options.flag({}, 'snap') == 50
-    assert mining_defaults.option({}, 'selector_weight') == 1.0
-    assert bypass_defaults.option({}, 'batch', 'partial') == 32
+    assert MiningConfig.from_flags({}).selector_weight == 1.0
+    assert BypassConfig.from_flags({}).get('batch', 'partial') == 32
+    assert BypassConfig.from_flags({'batch': 0}).get('batch', 'partial') == 0
+
+
+def test_method_flags_are_generated_from_their_config_with_its_defaults():
+    from click.testing import CliRunner
+
+    import train_cocktail
+    text = CliRunner().invoke(train_cocktail.main, ['--help'], terminal_width=400).output
+    assert '--selector-weight FLOAT' in text or '--selector-weight' in text
+    for config in (CocktailConfig, MiningConfig, BypassConfig):
+        for field in config.flag_fields():
+            assert field.metadata['flag'] in text, field.metadata['flag']
+    assert 'Weight of the selector loss (several sources); 0: untrained [default: 1]' in text
+    assert '[default: wgangp (latent), ns (partial)]' in text
+    assert '[default: --kimg]' in text
 
 
 def mine(world, name, **over):

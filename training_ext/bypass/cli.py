@@ -1,29 +1,15 @@
 """train_cocktail.py flags of the bypass method (Mind2Mind), and its entry point."""
 import os
 
-import click
-
 from training_ext.common.stages import pipeline_dir, read_pipeline_state, resume_source_or_pipeline, source_names
 
-from .defaults import DEFAULTS
-from .latent_gan import LOSSES
+from .config import BypassConfig
 from .pipeline import BypassError, BypassPipeline, parse_mode
 
 SELECTOR = 'bypass'
 ERROR = BypassError
-FLAG_NAMES = ('bypass', 'bypass_res', 'encoder_kimg', 'latent_loss')
-FLAGS = [
-    click.option('--bypass', metavar='w|wplus|RES',
-                 help='Mind2Mind transfer of the --resume pickle to --data: train a latent GAN in W (w) or W+ '
-                      '(wplus) behind the frozen synthesis, or (a resolution) G and D up to RES behind their '
-                      'frozen upper blocks'),
-    click.option('--bypass-res', type=int, metavar='RES', help='Same as --bypass RES'),
-    click.option('--encoder-kimg', type=float, metavar='KIMG',
-                 help=f'Generated kimg to train the encoder (or adapter) on [default: {DEFAULTS["encoder_kimg"]}]'),
-    click.option('--latent-loss', type=click.Choice(LOSSES),
-                 help='Loss of the bypass GAN [default: {latent} for w/wplus, {partial} (+R1, --gamma) for RES]'
-                      .format(**DEFAULTS['latent_loss'])),
-]
+FLAG_NAMES = BypassConfig.flag_names()
+FLAGS = BypassConfig.click_options()
 
 
 def selected(flags):

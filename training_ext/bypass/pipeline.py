@@ -32,7 +32,7 @@ from training_ext.common.source_pickles import load_source
 from training_ext.common.stages import StagePipeline
 
 from . import autoencoder, latent_cache
-from .defaults import DEFAULTS, option
+from .config import BypassConfig
 from .encoders import ImageEncoder
 from .latent_gan import LOSSES, LatentGANTrainer
 from .networks import BypassDiscriminator, BypassGenerator, LatentCritic, SplitDiscriminator
@@ -89,6 +89,7 @@ def _low_blocks(G, res):
 class BypassPipeline(StagePipeline):
     method = 'bypass'
     error = BypassError
+    config_class = BypassConfig
 
     def __init__(self, flags, pipeline_dir, source, log=print):
         self.mode = parse_mode(flags['bypass'])
@@ -153,7 +154,7 @@ class BypassPipeline(StagePipeline):
             module.load_state_dict(load_tensors_file(state_path))
             self.log(f'[{name}] done before, reusing {state_path}')
         else:
-            kimg = option(self.flags, 'encoder_kimg')
+            kimg = self.config.encoder_kimg
             if kimg < 0:
                 raise BypassError(f'--encoder-kimg must be >= 0, got {kimg}')
             self.log(f'[{name}] training the {"encoder" if self.split_D is None else "adapter"} on {kimg} kimg '
@@ -204,16 +205,15 @@ class BypassPipeline(StagePipeline):
 
     # -- stage 3: the GAN past the frozen layers ---------------------------------------------------
     def build_trainer(self, latents):
-        f = self.flags
         partial = self.split_D is not None
         mode = 'partial' if partial else 'latent'
-        loss = option(f, 'latent_loss', mode)
+        loss = self.config.get('latent_loss', mode)
         if loss not in LOSSES:
             raise BypassError(f'--latent-loss must be one of {", ".join(LOSSES)}')
-        batch = option(f, 'batch', mode)
+        batch = self.config.get('batch', mode)
         if batch < 1:
             raise BypassError(f'--batch must be at least 1, got {batch}')
-        gamma = option(f, 'gamma')
+        gamma = self.config.gamma
         if partial:
             G = copy.deepcopy(self.G_src).train()
             self.result_G = G
@@ -262,11 +262,11 @@ class BypassPipeline(StagePipeline):
             return done['output']
         f = self.flags
         trainer = self.build_trainer(latents)
-        kimg = option(f, 'kimg', 'partial' if self.split_D is not None else 'latent')
+        kimg = self.config.get('kimg', 'partial' if self.split_D is not None else 'latent')
         tick_kimg = f.get('tick')
         if tick_kimg is None:
-            tick_kimg = max(kimg * DEFAULTS['tick_fraction'], 0.001)
-        snap = option(f, 'snap')
+            tick_kimg = max(kimg * self.config.tick_fraction, 0.001)
+        snap = self.config.snap
         if kimg < 0 or not tick_kimg > 0 or snap < 1:
             raise BypassError(f'--kimg must be >= 0, --tick positive and --snap at least 1 (got {kimg}, {tick_kimg}, '
                               f'{snap})')

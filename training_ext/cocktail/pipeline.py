@@ -16,7 +16,7 @@ from plugin.pickles import load_network_pkl, save_network_pkl
 from plugin.persistence import constructor_kwargs as module_kwargs
 from training_ext.common.stages import StagePipeline
 
-from .defaults import MERGE_FLAG_NAMES, MERGE_SKIP, option
+from .config import MERGE_FLAG_NAMES, MERGE_SKIP, CocktailConfig
 from .judge import Judge
 from .merge import MERGE_METHODS, merge_modules
 from .report import write_report
@@ -31,6 +31,7 @@ GENERATED_LOSS = 'training_ext.common.generated.GeneratedDataLoss'
 class CocktailPipeline(StagePipeline):
     method = 'cocktail'
     error = CocktailError
+    config_class = CocktailConfig
 
     def __init__(self, flags, pipeline_dir, log=print):
         super().__init__(flags, pipeline_dir, log, identity=list(flags['cocktail']))
@@ -39,16 +40,16 @@ class CocktailPipeline(StagePipeline):
     def run(self):
         f = self.flags
         sources = load_sources(f.cocktail, f.get('class_names'))
-        root_idx = option(f, 'root')
+        root_idx = self.config.root
         if not 0 <= root_idx < len(sources):
             raise CocktailError(f'--root must be between 0 and {len(sources) - 1}')
         self.sources, self.root = sources, sources[root_idx]
         self.log('Sources: ' + ', '.join(f'{s.index}: {s.name} ({s.path}, class{"es" if s.num_classes > 1 else ""} '
                                          f'{_class_range(s)}){" [root]" if s is self.root else ""}' for s in sources))
-        baseline = option(f, 'baseline')
+        baseline = self.config.baseline
         if baseline not in BASELINES:
             raise CocktailError(f'--baseline for a cocktail must be one of {", ".join(BASELINES)}')
-        method = option(f, 'merge_method')
+        method = self.config.merge_method
         if method not in MERGE_METHODS:
             raise CocktailError(f'--merge-method must be one of {", ".join(MERGE_METHODS)}')
         if method == 'slerp' and len(sources) != 2:
@@ -62,7 +63,7 @@ class CocktailPipeline(StagePipeline):
                                     'average models')
         self.merge_params = _merge_params(f, method, len(sources) - 1) if baseline == 'none' else {}
         if f.get('judge_inception'):
-            if option(f, 'judge') == 0:
+            if self.config.judge == 0:
                 raise CocktailError('--judge-inception with --judge 0: nothing would be judged')
             try:                                   # before any training: a bad file fails at once
                 load_detector(f.judge_inception)
@@ -75,7 +76,7 @@ class CocktailPipeline(StagePipeline):
             rooted, start = {}, self.baseline_start(baseline)
         freezed = f.get('freezed')
         if baseline == 'freezed' and freezed is None:
-            freezed = option(f, 'baseline_freezed')
+            freezed = self.config.baseline_freezed
         self.merge_start = start
         final = self.merge(start, freezed=freezed, scratch=(baseline == 'scratch'))
         # The budgets now trained are what a later --resume without them continues with.
@@ -87,7 +88,7 @@ class CocktailPipeline(StagePipeline):
         """0 means 0 (the stage is skipped, said in the log), negative is an error. The rooting
         budget is kept in the pipeline state as resolved, so that ``--resume DIR --kimg 24``
         extends the merge stage only, not rooting too (its default is --kimg)."""
-        kimg, root_kimg = option(self.flags, 'kimg'), self._root_kimg()
+        kimg, root_kimg = self.config.kimg, self._root_kimg()
         if kimg < 0 or root_kimg < 0:
             raise CocktailError('--kimg and --root-kimg must be >= 0')
         if baseline != 'none' and kimg == 0:
@@ -107,7 +108,7 @@ class CocktailPipeline(StagePipeline):
     def judge(self):
         """The source-identification judge (report.judge_stages), trained once and kept in
         ``judge/``; None with --judge 0 (said in the log)."""
-        n = option(self.flags, 'judge')
+        n = self.config.judge
         if n == 0:
             self.log('--judge 0: no per-class source identification or FID in the report')
             return None
@@ -128,7 +129,7 @@ class CocktailPipeline(StagePipeline):
 
     def judge_eval_samples(self):
         # A quarter of the training count per class: enough for the accuracy's and FID's trend.
-        return max(option(self.flags, 'judge') // 4, 8)
+        return max(self.config.judge // 4, 8)
 
     def widened_root(self):
         """The root widened to the merged class layout (plugin/widen.py): its own classes compute
@@ -164,7 +165,7 @@ class CocktailPipeline(StagePipeline):
         for k in range(source.offset, source.offset + source.num_classes):
             mix[k] = 1.0 / source.num_classes
         loss_sources = [source.spec()]
-        if option(self.flags, 'root_replay'):
+        if self.config.root_replay:
             for k in range(root.offset, root.offset + root.num_classes):
                 mix[k] = 1.0 / root.num_classes
             loss_sources.append(root.spec())
@@ -208,7 +209,7 @@ class CocktailPipeline(StagePipeline):
         name = 'stage3-merge'
         C = total_classes(self.sources)
         ds = _label_dataset(self.root.G, C, name='generated-union', percentages=self.flags.get('class_percentages'))
-        kimg = option(self.flags, 'kimg')
+        kimg = self.config.kimg
         if kimg == 0:
             self.log(f'[{name}] --kimg 0: no merge fine-tuning; the result is {start}')
             return start
@@ -222,8 +223,8 @@ class CocktailPipeline(StagePipeline):
                                aug_default=STAGE_DEFAULT_AUG)
 
     def _root_kimg(self):
-        root_kimg = option(self.flags, 'root_kimg')
-        return option(self.flags, 'kimg') if root_kimg is None else root_kimg
+        root_kimg = self.config.root_kimg
+        return self.config.kimg if root_kimg is None else root_kimg
 
 
 def _class_range(source):

@@ -24,6 +24,7 @@ STAGE_FLAGS = ('gpus', 'snap', 'seed', 'cfg', 'gamma', 'batch', 'aug', 'p', 'tar
 class StagePipeline:
     method = 'pipeline'
     error = StageError          # each method's own user-facing error type: raised as is, never re-wrapped
+    config_class = None         # the method's options (training_ext.common.config.MethodConfig)
 
     def __init__(self, flags, pipeline_dir, log=print, identity=None):
         # Stages train with the active host (train_cocktail.py sets it from --host; spawned
@@ -34,6 +35,12 @@ class StagePipeline:
         os.makedirs(self.dir, exist_ok=True)
         self.state_path = os.path.join(self.dir, STATE_FILE)
         self.state = self._load_state(identity)
+
+    @property
+    def config(self):
+        """The method's options: the flags given (a resumed pipeline's own included), else the
+        defaults its config declares. Read from the flags each time: stages may set flags."""
+        return self.config_class.from_flags(self.flags)
 
     # -- persistent state -------------------------------------------------------------------------
     def _load_state(self, identity):

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from plugin.hosts import report
 from training_ext.common.loss_wrapper import WrappedLoss, backward_synced, unwrap
 
-from .defaults import DEFAULTS
+from .config import MiningConfig
 
 
 class MiningLoss(WrappedLoss):
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None,
-                 selector_weight=DEFAULTS['selector_weight'], **loss_kwargs):
+                 selector_weight=MiningConfig.default('selector_weight'), **loss_kwargs):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         self.G_mapping, self.G_synthesis, self.D = G_mapping, G_synthesis, D
         self.selector_weight = selector_weight

@@ -21,7 +21,7 @@ from training_ext.common.freezing import mask_buffer_name
 from training_ext.common.source_pickles import check_same_resolution, load_source, open_target, source_labels
 from training_ext.common.stages import StagePipeline
 
-from .defaults import option
+from .config import MiningConfig
 from .miner import MinedGenerator, mined_from_sources
 from .sparse import channel_scores, select_channels
 from plugin.errors import MiningError
@@ -33,6 +33,7 @@ BASELINES = ('none', 'transfergan', 'freezed')
 class MiningPipeline(StagePipeline):
     method = 'mining'
     error = MiningError
+    config_class = MiningConfig
 
     def __init__(self, flags, pipeline_dir, log=print):
         super().__init__(flags, pipeline_dir, log, identity=dict(sources=[str(p) for p in flags['mine']],
@@ -42,7 +43,7 @@ class MiningPipeline(StagePipeline):
         f = self.flags
         self.sources = self.load_sources(f.mine)
         self.check_target()
-        baseline = option(f, 'baseline')
+        baseline = self.config.baseline
         if baseline not in BASELINES:
             raise MiningError(f'--baseline for mining must be one of {", ".join(BASELINES)}')
         self.check_numbers(baseline)
@@ -59,7 +60,7 @@ class MiningPipeline(StagePipeline):
     def check_numbers(self, baseline):
         """Numeric flags: 0 means 0 (a stage skipped, said in the log) or a one-line error."""
         f = self.flags
-        mine_kimg, kimg, weight = option(f, 'mine_kimg'), option(f, 'kimg'), option(f, 'selector_weight')
+        mine_kimg, kimg, weight = self.config.mine_kimg, self.config.kimg, self.config.selector_weight
         if mine_kimg < 0 or kimg < 0:
             raise MiningError('--mine-kimg and --kimg must be >= 0')
         if not weight >= 0:
@@ -88,17 +89,15 @@ class MiningPipeline(StagePipeline):
 
     # -- stages -----------------------------------------------------------------------------------
     def _mined_kwargs(self, train):
-        f = self.flags
         gens = [module_kwargs(s['G_ema']) for s in self.sources]        # precision: see network_kwargs
         return dict(class_name='training_ext.mining.miner.MinedGenerator', generators=gens,
-                    space=option(f, 'mine_space'), miner_init=option(f, 'miner_init'), train=train)
+                    space=self.config.mine_space, miner_init=self.config.miner_init, train=train)
 
     def initial_pickle(self):
         out = self.path('stage0-init', 'init.pkl')
         if not os.path.isfile(out):
-            f = self.flags
-            M = mined_from_sources([s['G_ema'] for s in self.sources], space=option(f, 'mine_space'),
-                                   miner_init=option(f, 'miner_init'), train='miner')
+            M = mined_from_sources([s['G_ema'] for s in self.sources], space=self.config.mine_space,
+                                   miner_init=self.config.miner_init, train='miner')
             D = self.sources[0]['D']
             save_network_pkl(dict(training_set_kwargs=None, G=M, D=D, G_ema=copy.deepcopy(M)), out)
         return out
@@ -107,13 +106,13 @@ class MiningPipeline(StagePipeline):
         return self.stage_args(name, G_kwargs, D_kwargs, kimg, data=self.flags.data, resume=resume,
                                freezed=freezed, loss_kwargs=dict(
                                    class_name=MINING_LOSS,
-                                   selector_weight=option(self.flags, 'selector_weight')) if loss else None)
+                                   selector_weight=self.config.selector_weight) if loss else None)
 
     def mine(self, init):
-        kimg = option(self.flags, 'mine_kimg')
+        kimg = self.config.mine_kimg
         if kimg == 0:
             self.log('[stage1-mine] --mine-kimg 0: no mining stage; fine-tuning starts from the sources '
-                     '(identity miners)' if option(self.flags, 'miner_init') == 'identity' else
+                     '(identity miners)' if self.config.miner_init == 'identity' else
                      '[stage1-mine] --mine-kimg 0: no mining stage; fine-tuning starts from untrained miners')
             return init
         args = self._stage('stage1-mine', self._mined_kwargs('miner'), module_kwargs(self.sources[0]['D']), kimg,
@@ -123,7 +122,7 @@ class MiningPipeline(StagePipeline):
     def finetune(self, mined):
         f = self.flags
         train = 'sparse' if f.get('sparse') is not None else 'all'
-        kimg = option(f, 'kimg')
+        kimg = self.config.kimg
         if kimg == 0:
             self.log(f'[stage2-finetune] --kimg 0: no fine-tuning stage; the result is {mined}')
             return mined
@@ -164,9 +163,9 @@ class MiningPipeline(StagePipeline):
         s = self.sources[0]
         freezed = self.flags.get('freezed')
         if kind == 'freezed' and freezed is None:
-            freezed = option(self.flags, 'baseline_freezed')
+            freezed = self.config.baseline_freezed
         G_kwargs = module_kwargs(s['G_ema'])
-        args = self._stage(f'baseline-{kind}', G_kwargs, module_kwargs(s['D']), option(self.flags, 'kimg'),
+        args = self._stage(f'baseline-{kind}', G_kwargs, module_kwargs(s['D']), self.config.kimg,
                            resume=os.path.abspath(self.flags.mine[0]), freezed=freezed, loss=False)
         return self.train(f'baseline-{kind}', args)
 

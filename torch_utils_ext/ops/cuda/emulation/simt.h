@@ -8,10 +8,19 @@
 //
 // Model: the blocks of a launch run one after the other; the threads of a block are cooperative
 // fibers (ucontext) on one OS thread, switched only at barriers (__syncthreads, __syncwarp and
-// the warp shuffles). That is one legal CUDA schedule, deterministic, and it turns a barrier that
-// not every thread reaches (divergent __syncthreads, a shuffle inside a divergent branch) into an
-// error instead of a hang. What it cannot show: races between blocks or within a warp that real
-// hardware would expose, fast-math rounding, and speed.
+// the warp shuffles). That is one legal CUDA schedule, deterministic for a given schedule seed,
+// and it turns a barrier that not every thread reaches (divergent __syncthreads, a shuffle inside
+// a divergent branch) into an error instead of a hang.
+//
+// Two cheap traps for the bugs a single in-order schedule would hide:
+// - every __shared__ array is filled with 0xFF bytes (NaN for float, half and double; -1 for
+//   integers) when a block first declares it, so a read before any thread wrote it (a missing
+//   __syncthreads, an uninitialised slot) gives NaN instead of a left-over value;
+// - with $CUDA_EMU_SCHEDULE_SEED != 0 the blocks run in a seeded shuffled order and, between
+//   barriers, the threads of a block too (0: in order), so a test can run two orders.
+// What it cannot show: memory-ordering races and races within a warp that real hardware would
+// expose (threads switch only at barriers), reads of lanes that exited before a shuffle mask says
+// (masks are not checked), fast-math rounding, and speed.
 #pragma once
 
 #include <ucontext.h>
@@ -19,9 +28,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <numeric>
+#include <random>
+#include <unordered_map>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -70,6 +83,20 @@ struct Block {
 
 inline Block* block = nullptr;
 inline std::mutex launch_mutex;                 // one launch at a time: __shared__ is static storage
+inline long block_serial = 0;                   // counts blocks across launches: a new one re-poisons
+inline std::mt19937_64 schedule_rng;
+inline bool shuffled = false;
+
+// Called (by the translated source) right after each __shared__ declaration: the first thread of
+// a block to reach it fills the array with NaN bytes; later threads of that block leave it be.
+inline void poison_shared(void* p, size_t bytes) {
+    static std::unordered_map<void*, long> filled_in;
+    long& serial = filled_in[p];
+    if (serial != block_serial) {
+        std::memset(p, 0xFF, bytes);
+        serial = block_serial;
+    }
+}
 
 inline Fiber& self() { return block->fibers[block->current]; }
 
@@ -126,10 +153,13 @@ inline void run_block(Block& blk) {
         f.context.uc_link = nullptr;
         makecontext(&f.context, fiber_main, 0);
     }
+    std::vector<unsigned> order(n);
+    std::iota(order.begin(), order.end(), 0u);
     unsigned finished = 0;
     while (finished < n) {
         bool progressed = false;
-        for (unsigned t = 0; t < n; ++t) {
+        if (shuffled) std::shuffle(order.begin(), order.end(), schedule_rng);
+        for (unsigned t : order) {
             Fiber& f = blk.fibers[t];
             if (!runnable(f)) continue;
             f.waiting_on = nullptr;
@@ -187,12 +217,20 @@ void launch(const Config& cfg, Kernel kernel, Args... args) {
     block_dim = cfg.block;
     block = &blk;
     struct Reset { ~Reset() { block = nullptr; } } reset;
-    for (unsigned z = 0; z < cfg.grid.z; ++z)
-        for (unsigned y = 0; y < cfg.grid.y; ++y)
-            for (unsigned x = 0; x < cfg.grid.x; ++x) {
-                block_idx = dim3(x, y, z);
-                run_block(blk);
-            }
+    const char* seed = std::getenv("CUDA_EMU_SCHEDULE_SEED");
+    const unsigned long long seed_value = seed ? std::strtoull(seed, nullptr, 10) : 0ull;
+    shuffled = seed_value != 0;
+    schedule_rng.seed(seed_value);
+    const size_t blocks = (size_t)cfg.grid.x * cfg.grid.y * cfg.grid.z;
+    std::vector<size_t> block_order(blocks);
+    std::iota(block_order.begin(), block_order.end(), (size_t)0);
+    if (shuffled) std::shuffle(block_order.begin(), block_order.end(), schedule_rng);
+    for (size_t b : block_order) {
+        block_idx = dim3((unsigned)(b % cfg.grid.x), (unsigned)((b / cfg.grid.x) % cfg.grid.y),
+                         (unsigned)(b / ((size_t)cfg.grid.x * cfg.grid.y)));
+        ++block_serial;
+        run_block(blk);
+    }
 }
 
 // Warp shuffles: every lane publishes its value, the warp meets, each lane reads its source
