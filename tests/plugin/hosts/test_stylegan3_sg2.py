@@ -184,7 +184,8 @@ def test_w_avg_moves_only_on_update_emas_with_beta_0998(sg3_dir):
         mapping(z, c, skip_w_avg_update=True)   # stylegan2-ada's name is not this host's
 
 
-def test_fused_modconv_default_and_float32_off_cuda(monkeypatch):
+@pytest.mark.parametrize('default', [True, False, 'inference_only'])
+def test_fused_modconv_default_and_float32_off_cuda(monkeypatch, default):
     from plugin.hosts.embedded import layers
     seen = []
     real = layers.modulated_conv2d
@@ -196,14 +197,14 @@ def test_fused_modconv_default_and_float32_off_cuda(monkeypatch):
     monkeypatch.setattr(layers, 'modulated_conv2d', spy)
     torch.manual_seed(0)
     G = sg2.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
-                      channel_base=64, channel_max=8, fused_modconv_default='inference_only')
+                      channel_base=64, channel_max=8, fused_modconv_default=default)
     assert G.synthesis.num_fp16_res == 4 and G.synthesis.b16.use_fp16 and G.synthesis.b16.conv1.conv_clamp == 256
     z = torch.randn(2, 8)
     for training in (False, True):
         seen.clear()
         with torch.no_grad():
             G.train(training)(z, None, noise_mode='const')
-        assert {fused for fused, _ in seen} == {not training}
+        assert {fused for fused, _ in seen} == {(not training) if default == 'inference_only' else default}
         assert {dtype for _, dtype in seen} == {torch.float32}      # flagged float16, but on a CPU
 
 
