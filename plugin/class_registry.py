@@ -22,6 +22,7 @@ OWN_NETWORK_MODULES = (
     'plugin.hosts.embedded.layers',
     'plugin.hosts.embedded.generator',
     'plugin.hosts.embedded.discriminator',
+    'plugin.hosts.embedded.networks_stylegan2',
     'plugin.hosts.embedded.augment',
     'training_ext.mining.miner',
     'training_ext.hypermod.networks',

@@ -26,6 +26,9 @@ _MARKER = '# gan-cocktail persistent class:'
 _MARKER_RE = re.compile(r'^# gan-cocktail persistent class: family=(\S+) module=(\S+) class=(\w+)\s*$', re.M)
 
 _REGISTRY = {}                           # (module, qualname) -> class
+# family -> the host module its classes stand for (their class_name prefix in training options)
+HOST_CLASS_PATHS = {'stylegan2.networks': 'training.networks.',
+                    'stylegan3.networks_stylegan2': 'training.networks_stylegan2.'}
 
 
 def persistent_class(family=None):
@@ -97,8 +100,8 @@ def constructor_kwargs(module):
     if not hasattr(cls, '_persistent_family'):      # a host checkout's class (its own persistence)
         kw['class_name'] = f'training.networks.{cls._orig_class_name}'
         return kw
-    kw['class_name'] = (f'training.networks.{cls.__qualname__}' if cls._persistent_family == 'stylegan2.networks'
-                        else f'{cls.__module__}.{cls.__qualname__}')
+    prefix = HOST_CLASS_PATHS.get(cls._persistent_family, f'{cls.__module__}.')
+    kw['class_name'] = prefix + cls.__qualname__
     return kw
 
 

@@ -49,6 +49,7 @@ class CheckoutHost(Host):
         networks = 'training.networks_stylegan2' if sg3 else 'training.networks'
         self.family_modules = {'stylegan2.networks': networks, 'stylegan2.augment': 'training.augment'}
         if sg3:
+            self.family_modules['stylegan3.networks_stylegan2'] = 'training.networks_stylegan2'
             self.family_modules['stylegan3.networks'] = 'training.networks_stylegan3'
         # The seams the plugin names, each a fixed module of the checkout (the closed registry:
         # plugin.class_registry). Its persistent classes live in torch_utils.persistence.

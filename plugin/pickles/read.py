@@ -36,6 +36,10 @@ def detect_family(module_src):
     if 'class SynthesisInput' in src:
         return 'stylegan3.networks'
     if 'def modulated_conv2d' in src and 'class SynthesisBlock' in src:
+        # The stylegan3 repo's networks_stylegan2.py renamed the mapping's skip_w_avg_update to
+        # update_emas (and flattened Generator's synthesis_kwargs); stylegan2-ada's has no update_emas.
+        if 'update_emas' in src and 'skip_w_avg_update' not in src:
+            return 'stylegan3.networks_stylegan2'
         return 'stylegan2.networks'
     if 'class AugmentPipe' in src:
         return 'stylegan2.augment'

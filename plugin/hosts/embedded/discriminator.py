@@ -12,6 +12,8 @@ from .layers import FAMILY, Conv2dLayer, FullyConnectedLayer, MappingNetwork, Mi
 
 @persistent_class(FAMILY)
 class DiscriminatorBlock(torch.nn.Module):
+    conv_class = Conv2dLayer                 # the class it builds (a host variant's module substitutes its own)
+
     def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels, first_layer_idx,
                  architecture='resnet', activation='lrelu', resample_filter=[1, 3, 3, 1], conv_clamp=None,
                  use_fp16=False, fp16_channels_last=False, freeze_layers=0):
@@ -39,14 +41,15 @@ class DiscriminatorBlock(torch.nn.Module):
 
         common = dict(activation=activation, conv_clamp=conv_clamp, channels_last=self.channels_last)
         if in_channels == 0 or architecture == 'skip':
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, trainable=next_trainable(), **common)
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, trainable=next_trainable(), **common)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, down=2, trainable=next_trainable(),
-                                 resample_filter=resample_filter, **common)
+            self.fromrgb = self.conv_class(img_channels, tmp_channels, kernel_size=1, trainable=next_trainable(),
+                                           **common)
+        self.conv0 = self.conv_class(tmp_channels, tmp_channels, kernel_size=3, trainable=next_trainable(), **common)
+        self.conv1 = self.conv_class(tmp_channels, out_channels, kernel_size=3, down=2, trainable=next_trainable(),
+                                     resample_filter=resample_filter, **common)
         if architecture == 'resnet':
-            self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
-                                    trainable=next_trainable(), resample_filter=resample_filter,
-                                    channels_last=self.channels_last)
+            self.skip = self.conv_class(tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
+                                        trainable=next_trainable(), resample_filter=resample_filter,
+                                        channels_last=self.channels_last)
 
     def forward(self, x, img, force_fp32=False):
         dtype = block_dtype(self.use_fp16, force_fp32)
@@ -70,6 +73,8 @@ class DiscriminatorBlock(torch.nn.Module):
 
 @persistent_class(FAMILY)
 class DiscriminatorEpilogue(torch.nn.Module):
+    conv_class, fc_class, mbstd_class = Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer
+
     def __init__(self, in_channels, cmap_dim, resolution, img_channels, architecture='resnet', mbstd_group_size=4,
                  mbstd_num_channels=1, activation='lrelu', conv_clamp=None):
         super().__init__()
@@ -79,12 +84,12 @@ class DiscriminatorEpilogue(torch.nn.Module):
         self.img_channels = img_channels
         self.architecture = architecture
         if architecture == 'skip':
-            self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
-        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
-        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation,
-                                conv_clamp=conv_clamp)
-        self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
-        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+            self.fromrgb = self.conv_class(img_channels, in_channels, kernel_size=1, activation=activation)
+        self.mbstd = self.mbstd_class(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        self.conv = self.conv_class(in_channels + mbstd_num_channels, in_channels, kernel_size=3,
+                                    activation=activation, conv_clamp=conv_clamp)
+        self.fc = self.fc_class(in_channels * resolution ** 2, in_channels, activation=activation)
+        self.out = self.fc_class(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
     def forward(self, x, img, cmap, force_fp32=False):
         x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
@@ -101,6 +106,8 @@ class DiscriminatorEpilogue(torch.nn.Module):
 
 @persistent_class(FAMILY)
 class Discriminator(torch.nn.Module):
+    block_class, mapping_class, epilogue_class = DiscriminatorBlock, MappingNetwork, DiscriminatorEpilogue
+
     def __init__(self, c_dim, img_resolution, img_channels, architecture='resnet', channel_base=32768,
                  channel_max=512, num_fp16_res=0, conv_clamp=None, cmap_dim=None, block_kwargs={},
                  mapping_kwargs={}, epilogue_kwargs={}):
@@ -119,15 +126,15 @@ class Discriminator(torch.nn.Module):
         common = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
         layer_idx = 0
         for res in self.block_resolutions:
-            block = DiscriminatorBlock(channels[res] if res < img_resolution else 0, channels[res], channels[res // 2],
-                                       resolution=res, first_layer_idx=layer_idx, use_fp16=(res >= fp16_res),
-                                       **block_kwargs, **common)
+            block = self.block_class(channels[res] if res < img_resolution else 0, channels[res], channels[res // 2],
+                                     resolution=res, first_layer_idx=layer_idx, use_fp16=(res >= fp16_res),
+                                     **block_kwargs, **common)
             setattr(self, f'b{res}', block)
             layer_idx += block.num_layers
         if c_dim > 0:
-            self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
-                                          **mapping_kwargs)
-        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **common)
+            self.mapping = self.mapping_class(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
+                                              **mapping_kwargs)
+        self.b4 = self.epilogue_class(channels[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **common)
 
     def forward(self, img, c, update_emas=None, **block_kwargs):
         if img.ndim != 4 or tuple(img.shape[1:]) != (self.img_channels, self.img_resolution, self.img_resolution):

@@ -30,6 +30,9 @@ def block_dtype(use_fp16, force_fp32):
 
 @persistent_class(FAMILY)
 class SynthesisBlock(torch.nn.Module):
+    # The classes it builds (a host variant's module substitutes its own).
+    layer_class, torgb_class, skip_class = SynthesisLayer, ToRGBLayer, Conv2dLayer
+
     def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last, architecture='skip',
                  resample_filter=[1, 3, 3, 1], conv_clamp=None, use_fp16=False, fp16_channels_last=False,
                  **layer_kwargs):
@@ -50,20 +53,20 @@ class SynthesisBlock(torch.nn.Module):
         if in_channels == 0:
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         if in_channels != 0:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
-                                        resample_filter=resample_filter, conv_clamp=conv_clamp,
-                                        channels_last=self.channels_last, **layer_kwargs)
+            self.conv0 = self.layer_class(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
+                                          resample_filter=resample_filter, conv_clamp=conv_clamp,
+                                          channels_last=self.channels_last, **layer_kwargs)
             self.num_conv += 1
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim=w_dim, resolution=resolution,
-                                    conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
+        self.conv1 = self.layer_class(out_channels, out_channels, w_dim=w_dim, resolution=resolution,
+                                      conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
         self.num_conv += 1
         if is_last or architecture == 'skip':
-            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
-                                    channels_last=self.channels_last)
+            self.torgb = self.torgb_class(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
+                                          channels_last=self.channels_last)
             self.num_torgb += 1
         if in_channels != 0 and architecture == 'resnet':
-            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
-                                    resample_filter=resample_filter, channels_last=self.channels_last)
+            self.skip = self.skip_class(in_channels, out_channels, kernel_size=1, bias=False, up=2,
+                                        resample_filter=resample_filter, channels_last=self.channels_last)
 
     def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, **layer_kwargs):
         if ws.shape[1] != self.num_conv + self.num_torgb:
@@ -102,20 +105,23 @@ class SynthesisBlock(torch.nn.Module):
 
 @persistent_class(FAMILY)
 class SynthesisNetwork(torch.nn.Module):
+    block_class = SynthesisBlock
+
     def __init__(self, w_dim, img_resolution, img_channels, channel_base=32768, channel_max=512, num_fp16_res=0,
                  **block_kwargs):
         super().__init__()
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
+        self.num_fp16_res = num_fp16_res
         self.block_resolutions = block_resolutions(img_resolution)
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
         fp16_res = fp16_min_resolution(img_resolution, num_fp16_res)
         self.num_ws = 0
         for res in self.block_resolutions:
-            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim, resolution=res,
-                                   img_channels=img_channels, is_last=(res == img_resolution),
-                                   use_fp16=(res >= fp16_res), **block_kwargs)
+            block = self.block_class(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim,
+                                     resolution=res, img_channels=img_channels, is_last=(res == img_resolution),
+                                     use_fp16=(res >= fp16_res), **block_kwargs)
             self.num_ws += block.num_conv
             if res == img_resolution:
                 self.num_ws += block.num_torgb
@@ -138,6 +144,8 @@ class SynthesisNetwork(torch.nn.Module):
 
 @persistent_class(FAMILY)
 class Generator(torch.nn.Module):
+    synthesis_class, mapping_class = SynthesisNetwork, MappingNetwork
+
     def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, synthesis_kwargs={}):
         super().__init__()
         self.z_dim = z_dim
@@ -145,10 +153,11 @@ class Generator(torch.nn.Module):
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          **synthesis_kwargs)
+        self.synthesis = self.synthesis_class(w_dim=w_dim, img_resolution=img_resolution,
+                                              img_channels=img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
+        self.mapping = self.mapping_class(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws,
+                                          **mapping_kwargs)
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=None, **synthesis_kwargs):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,

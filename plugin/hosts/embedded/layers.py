@@ -98,6 +98,8 @@ class Conv2dLayer(torch.nn.Module):
 class MappingNetwork(torch.nn.Module):
     """z (and optional label c) -> w, broadcast to ``num_ws`` copies, with truncation."""
 
+    fc_class = FullyConnectedLayer          # the class it builds (a host variant's module substitutes its own)
+
     def __init__(self, z_dim, c_dim, w_dim, num_ws, num_layers=8, embed_features=None, layer_features=None,
                  activation='lrelu', lr_multiplier=0.01, w_avg_beta=0.995):
         super().__init__()
@@ -115,10 +117,10 @@ class MappingNetwork(torch.nn.Module):
             layer_features = w_dim
         features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
         if c_dim > 0:
-            self.embed = FullyConnectedLayer(c_dim, embed_features)
+            self.embed = self.fc_class(c_dim, embed_features)
         for idx in range(num_layers):
-            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation=activation,
-                                        lr_multiplier=lr_multiplier)
+            layer = self.fc_class(features[idx], features[idx + 1], activation=activation,
+                                  lr_multiplier=lr_multiplier)
             setattr(self, f'fc{idx}', layer)
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer('w_avg', torch.zeros([w_dim]))
@@ -204,6 +206,8 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
 
 @persistent_class(FAMILY)
 class SynthesisLayer(torch.nn.Module):
+    fc_class = FullyConnectedLayer
+
     def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1, use_noise=True,
                  activation='lrelu', resample_filter=[1, 3, 3, 1], conv_clamp=None, channels_last=False):
         super().__init__()
@@ -217,7 +221,7 @@ class SynthesisLayer(torch.nn.Module):
         _register_filter(self, resample_filter)
         self.padding = kernel_size // 2
         self.act_gain = default_gain(activation)
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.affine = self.fc_class(w_dim, in_channels, bias_init=1)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weight = torch.nn.Parameter(
             torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
@@ -245,10 +249,12 @@ class SynthesisLayer(torch.nn.Module):
 
 @persistent_class(FAMILY)
 class ToRGBLayer(torch.nn.Module):
+    fc_class = FullyConnectedLayer
+
     def __init__(self, in_channels, out_channels, w_dim, kernel_size=1, conv_clamp=None, channels_last=False):
         super().__init__()
         self.conv_clamp = conv_clamp
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.affine = self.fc_class(w_dim, in_channels, bias_init=1)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weight = torch.nn.Parameter(
             torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
