@@ -9,7 +9,7 @@ edited) so that it also runs on a CPU and reads pickles safely.
 import os
 import sys
 
-from .base import Host, HostError
+from plugin.hosts.base import Host, HostError
 
 REQUIRED = ('training/networks.py', 'training/loss.py', 'training/dataset.py', 'training/training_loop.py',
             'torch_utils/persistence.py', 'dnnlib/__init__.py')
@@ -104,7 +104,7 @@ class CheckoutHost(Host):
                             'checkout needs (its README: e.g. pip install psutil)') from None
         from plugin.devices import choose_device
 
-        from .patching import patch
+        from .patch import patch
         device = choose_device(kwargs.get('device'))
         # What the host's train.py does per process before calling its loop (the process group
         # itself is set up by plugin.launch, as for the embedded loop).
