@@ -27,6 +27,12 @@ _MARKER_RE = re.compile(r'^# gan-cocktail persistent class: family=(\S+) module=
 
 _REGISTRY = {}                           # (module, qualname) -> class
 
+# Host family -> the host's module path of its classes (what a class_name names them).
+HOST_CLASS_PATHS = {
+    'stylegan2.networks': 'training.networks.',
+    'stylegan3.networks': 'training.networks_stylegan3.',
+}
+
 
 def persistent_class(family=None):
     """Class decorator. ``family`` is the host interface the class implements, or None."""
@@ -97,8 +103,8 @@ def constructor_kwargs(module):
     if not hasattr(cls, '_persistent_family'):      # a host checkout's class (its own persistence)
         kw['class_name'] = f'training.networks.{cls._orig_class_name}'
         return kw
-    kw['class_name'] = (f'training.networks.{cls.__qualname__}' if cls._persistent_family == 'stylegan2.networks'
-                        else f'{cls.__module__}.{cls.__qualname__}')
+    prefix = HOST_CLASS_PATHS.get(cls._persistent_family)
+    kw['class_name'] = f'{prefix}{cls.__qualname__}' if prefix else f'{cls.__module__}.{cls.__qualname__}'
     return kw
 
 

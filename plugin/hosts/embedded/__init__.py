@@ -1,4 +1,5 @@
-"""The embedded, clean-room StyleGAN2-ADA host (runs on CPU and CUDA, no checkout needed)."""
+"""The embedded, clean-room host (runs on CPU and CUDA, no checkout needed): StyleGAN2-ADA's
+networks, and the alias-free generator of the stylegan3 repo (StyleGAN3-T/-R)."""
 from plugin.hosts.base import Host
 
 _PKG = 'plugin.hosts.embedded'
@@ -6,10 +7,12 @@ _PKG = 'plugin.hosts.embedded'
 
 class EmbeddedHost(Host):
     name = 'embedded'
-    family_modules = {'stylegan2.networks': f'{_PKG}.networks'}
+    family_modules = {'stylegan2.networks': f'{_PKG}.networks',
+                      'stylegan3.networks': f'{_PKG}.networks_stylegan3'}
     packages = (_PKG,)
     class_path_modules = {
         'training.networks.': f'{_PKG}.networks',
+        'training.networks_stylegan3.': f'{_PKG}.networks_stylegan3',
         'training.loss.': f'{_PKG}.loss',
         'training.augment.': f'{_PKG}.augment',
         'training.dataset.': f'{_PKG}.dataset',
