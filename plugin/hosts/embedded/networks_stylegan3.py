@@ -104,10 +104,11 @@ class SynthesisInput(torch.nn.Module):
         self.sampling_rate = sampling_rate
         self.bandwidth = bandwidth
 
-        # Frequencies: Gaussian directions, radii remapped so the points fill the disc evenly.
+        # Frequencies: Gaussian directions, radii remapped so the points fill the disc evenly
+        # (with the host's random draws and rounding: a seed gives the host's features).
         freqs = torch.randn([channels, 2])
-        radii = freqs.norm(dim=1, keepdim=True)
-        freqs = freqs / (radii * torch.exp(radii.square() / 4)) * bandwidth
+        radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
+        freqs = freqs / (radii * torch.exp(radii.square()) ** 0.25) * bandwidth
         phases = torch.rand([channels]) - 0.5
 
         self.weight = torch.nn.Parameter(torch.randn([channels, channels]))
