@@ -17,12 +17,14 @@ A 1D filter is separable (applied along x, then y); a 2D one (StyleGAN3-R's radi
 applied as is; None is the identity.
 
 Only the pure-PyTorch reference exists (the CPU path, and the oracle a fused CUDA kernel would
-be tested against): ``impl='cuda'`` runs it too.
+be tested against); with ``impl='cuda'`` its upsampling and activation steps use the fused
+upfirdn2d and bias_act kernels where those apply.
 """
 import math
 
 import torch
 
+from . import default_impl
 from .bias_act import bias_act
 from .upfirdn2d import filter_size, parse_padding, upfirdn2d
 
@@ -43,8 +45,8 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
     ``x`` is NCHW; ``b`` has one value per channel (or None); ``up``/``down`` are integer
     factors; ``padding`` is an int, (x, y) or (x0, x1, y0, y1), applied after zero insertion;
     ``slope`` is the leaky ReLU's negative slope (1: linear); ``flip_filter`` correlates with
-    the filters instead of convolving. ``impl`` is accepted for the ops' common interface
-    (there is no fused kernel yet, every impl runs the reference).
+    the filters instead of convolving. ``impl``: 'ref', 'cuda' or None (the project's policy,
+    ``torch_utils_ext.ops.default_impl``), passed on to the steps.
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f'filtered_lrelu expects an NCHW tensor, got {getattr(x, "shape", type(x))}')
@@ -59,18 +61,18 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
     if clamp is not None and not float(clamp) >= 0:
         raise ValueError(f'clamp must be None or >= 0, got {clamp!r}')
     return _filtered_lrelu_ref(x, fu, fd, b, up, down, parse_padding(padding), float(gain), float(slope),
-                               None if clamp is None else float(clamp), bool(flip_filter))
+                               None if clamp is None else float(clamp), bool(flip_filter), impl or default_impl())
 
 
-def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
+def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl='ref'):
     if b is not None:
         x = x + b.to(x.dtype).reshape(1, -1, 1, 1)
-    x = upfirdn2d(x, fu, up=up, padding=list(padding), gain=up ** 2, flip_filter=flip_filter, impl='ref')
+    x = upfirdn2d(x, fu, up=up, padding=list(padding), gain=up ** 2, flip_filter=flip_filter, impl=impl)
     # slope 1 is the identity (ToRGB): bias_act's 'linear' skips the no-op leaky ReLU.
     if slope == 1:
-        x = bias_act(x, act='linear', gain=gain, clamp=clamp)
+        x = bias_act(x, act='linear', gain=gain, clamp=clamp, impl=impl)
     else:
-        x = bias_act(x, act='lrelu', alpha=slope, gain=gain, clamp=clamp)
+        x = bias_act(x, act='lrelu', alpha=slope, gain=gain, clamp=clamp, impl=impl)
     return _downsample(x, fd, down, flip_filter)
 
 
