@@ -23,6 +23,7 @@ upfirdn2d and bias_act kernels where those apply.
 import math
 
 import torch
+import torch.nn.functional as F
 
 from . import default_impl
 from .bias_act import bias_act
@@ -67,13 +68,39 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
 def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl='ref'):
     if b is not None:
         x = x + b.to(x.dtype).reshape(1, -1, 1, 1)
-    x = upfirdn2d(x, fu, up=up, padding=list(padding), gain=up ** 2, flip_filter=flip_filter, impl=impl)
+    if impl == 'cuda' and x.is_cuda:
+        x = upfirdn2d(x, fu, up=up, padding=list(padding), gain=up ** 2, flip_filter=flip_filter, impl=impl)
+    else:
+        x = _upsample(x, fu, up, padding, flip_filter)
     # slope 1 is the identity (ToRGB): bias_act's 'linear' skips the no-op leaky ReLU.
     if slope == 1:
         x = bias_act(x, act='linear', gain=gain, clamp=clamp, impl=impl)
     else:
         x = bias_act(x, act='lrelu', alpha=slope, gain=gain, clamp=clamp, impl=impl)
     return _downsample(x, fd, down, flip_filter)
+
+
+def _upsample(x, f, up, padding, flip_filter):
+    """upfirdn2d(x, f, up=up, padding=padding, gain=up**2) without multiplying by the inserted
+    zeros: a strided transposed convolution computes the full convolution of the zero-inserted
+    signal (up times fewer products), and the padding becomes a crop or pad of its output."""
+    if f is None or up == 1:
+        return upfirdn2d(x, f, up=up, padding=list(padding), gain=up ** 2, flip_filter=flip_filter, impl='ref')
+    c, (h, w) = x.shape[1], x.shape[2:]
+    px0, px1, py0, py1 = padding
+    f = f.to(x.dtype) * up ** f.ndim                 # the gain up**2: up per pass when separable
+    if flip_filter:
+        f = f.flip(list(range(f.ndim)))              # the transposed conv convolves: flip to correlate
+    # Output sample o of the padded 'valid' convolution is sample o + taps - 1 - pad0 of the full one.
+    if f.ndim == 2:
+        kh, kw = f.shape
+        x = F.conv_transpose2d(x, f[None, None].expand(c, 1, kh, kw), stride=up, groups=c)
+        return F.pad(x, [px0 - (kw - 1), up + px1 - kw, py0 - (kh - 1), up + py1 - kh])
+    k = f.shape[0]
+    x = F.conv_transpose2d(x, f.reshape(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, up), groups=c)
+    x = F.pad(x, [px0 - (k - 1), up + px1 - k])
+    x = F.conv_transpose2d(x, f.reshape(1, 1, k, 1).expand(c, 1, k, 1), stride=(up, 1), groups=c)
+    return F.pad(x, [0, 0, py0 - (k - 1), up + py1 - k])
 
 
 def _downsample(x, f, down, flip_filter):
@@ -88,7 +115,7 @@ def _downsample(x, f, down, flip_filter):
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))      # F.conv2d correlates: flip for a true convolution
     if f.ndim == 2:
-        return torch.nn.functional.conv2d(x, f[None, None].expand(c, 1, *f.shape), stride=down, groups=c)
-    x = torch.nn.functional.conv2d(x, f.reshape(1, 1, 1, -1).expand(c, 1, 1, f.shape[0]), stride=(1, down), groups=c)
-    return torch.nn.functional.conv2d(x, f.reshape(1, 1, -1, 1).expand(c, 1, f.shape[0], 1), stride=(down, 1),
+        return F.conv2d(x, f[None, None].expand(c, 1, *f.shape), stride=down, groups=c)
+    x = F.conv2d(x, f.reshape(1, 1, 1, -1).expand(c, 1, 1, f.shape[0]), stride=(1, down), groups=c)
+    return F.conv2d(x, f.reshape(1, 1, -1, 1).expand(c, 1, f.shape[0], 1), stride=(down, 1),
                                       groups=c)

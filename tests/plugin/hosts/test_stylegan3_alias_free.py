@@ -403,6 +403,8 @@ CASES = [  # fu taps (0: None, -k: 2D k x k), fd taps, up, down, padding, gain, 
     (0, 0, 1, 1, [0, 0, 0, 0], 1.0, 1.0, None, False),             # ToRGB: bias only
     (3, 0, 2, 1, [1, 1, 2, 0], 0.7, 0.0, None, False),
     (0, 5, 1, 2, [2, 2, 2, 2], math.sqrt(2), 0.2, None, False),
+    (-4, 3, 2, 2, [5, -3, -2, 6], 1.0, 0.3, None, True),          # 2D up filter; pads beyond its taps
+    (4, -3, 4, 1, [7, 6, -6, 0], 1.0, 0.2, 2.0, False),
 ]
 
 
