@@ -107,7 +107,7 @@ class SynthesisInput(torch.nn.Module):
         # Frequencies: Gaussian directions, radii remapped so the points fill the disc evenly
         # (with the host's random draws and rounding: a seed gives the host's features).
         freqs = torch.randn([channels, 2])
-        radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
+        radii = torch.sqrt((freqs * freqs).sum(dim=1, keepdim=True))
         freqs = freqs / (radii * torch.exp(radii.square()) ** 0.25) * bandwidth
         phases = torch.rand([channels]) - 0.5
 
@@ -225,7 +225,8 @@ class SynthesisLayer(torch.nn.Module):
         self.out_size = _size2(out_size)
         self.in_sampling_rate = in_sampling_rate
         self.out_sampling_rate = out_sampling_rate
-        self.tmp_sampling_rate = max(in_sampling_rate, out_sampling_rate) * (1 if is_torgb else lrelu_upsampling)
+        oversampling = 1 if is_torgb else lrelu_upsampling         # ToRGB is linear: nothing to oversample
+        self.tmp_sampling_rate = max(in_sampling_rate, out_sampling_rate) * oversampling
         self.in_cutoff = in_cutoff
         self.out_cutoff = out_cutoff
         self.in_half_width = in_half_width
@@ -326,7 +327,7 @@ def layer_schedule(img_resolution, img_channels, channel_base, channel_max, num_
     half_widths = np.maximum(stopbands, sampling_rates / 2) - cutoffs
     sizes = sampling_rates + margin_size * 2
     sizes[-2:] = img_resolution
-    channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
+    channels = np.rint(np.minimum(channel_base / 2 / cutoffs, channel_max))
     channels[-1] = img_channels
     return dict(cutoffs=cutoffs, stopbands=stopbands, sampling_rates=sampling_rates, half_widths=half_widths,
                 sizes=sizes, channels=channels)
@@ -381,20 +382,17 @@ class SynthesisNetwork(torch.nn.Module):
                 in_sampling_rate=int(rates[prev]), out_sampling_rate=int(rates[idx]),
                 in_cutoff=cutoffs[prev], out_cutoff=cutoffs[idx],
                 in_half_width=half_widths[prev], out_half_width=half_widths[idx], **layer_kwargs)
-            name = f'L{idx}_{layer.out_size[0]}_{layer.out_channels}'
-            setattr(self, name, layer)
-            self.layer_names.append(name)
+            self.layer_names.append(f'L{idx}_{int(layer.out_size[0])}_{layer.out_channels}')
+            setattr(self, self.layer_names[-1], layer)
 
     def forward(self, ws, **layer_kwargs):
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f'synthesis expects ws of shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}')
-        ws = ws.to(torch.float32).unbind(dim=1)
-        x = self.input(ws[0])
-        for name, w in zip(self.layer_names, ws[1:]):
+        w_input, *w_layers = ws.to(torch.float32).unbind(dim=1)
+        x = self.input(w_input)
+        for name, w in zip(self.layer_names, w_layers):
             x = getattr(self, name)(x, w, **layer_kwargs)
-        if self.output_scale != 1:
-            x = x * self.output_scale
-        return x.to(torch.float32)
+        return (x * self.output_scale if self.output_scale != 1 else x).to(torch.float32)
 
     def extra_repr(self):
         return (f'w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, '
