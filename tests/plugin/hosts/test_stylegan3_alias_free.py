@@ -458,3 +458,12 @@ def test_filtered_lrelu_rejects_bad_arguments():
         filtered_lrelu(x, up=0)
     with pytest.raises(ValueError):
         filtered_lrelu(x[0])
+
+
+def test_inspect_describes_alias_free():
+    from plugin.inspect_pkl import describe, format_description
+    fixture('r32cond')
+    info = describe(FIXTURES / 'r32cond' / 'network-snapshot.pkl')
+    entry = info['entries']['G_ema']
+    assert entry['rebuilt'] and entry['alias_free'] == 'stylegan3-r' and entry['num_ws'] == 16
+    assert 'alias-free (stylegan3-r): 15 layers' in format_description(info)
