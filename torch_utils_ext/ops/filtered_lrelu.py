@@ -86,7 +86,7 @@ def _upsample(x, f, up, padding, flip_filter):
     signal (up times fewer products), and the padding becomes a crop or pad of its output."""
     if f is None or up == 1:
         return upfirdn2d(x, f, up=up, padding=list(padding), gain=up ** 2, flip_filter=flip_filter, impl='ref')
-    c, (h, w) = x.shape[1], x.shape[2:]
+    c = x.shape[1]
     px0, px1, py0, py1 = padding
     f = f.to(x.dtype) * up ** f.ndim                 # the gain up**2: up per pass when separable
     if flip_filter:
@@ -117,5 +117,4 @@ def _downsample(x, f, down, flip_filter):
     if f.ndim == 2:
         return F.conv2d(x, f[None, None].expand(c, 1, *f.shape), stride=down, groups=c)
     x = F.conv2d(x, f.reshape(1, 1, 1, -1).expand(c, 1, 1, f.shape[0]), stride=(1, down), groups=c)
-    return F.conv2d(x, f.reshape(1, 1, -1, 1).expand(c, 1, f.shape[0], 1), stride=(down, 1),
-                                      groups=c)
+    return F.conv2d(x, f.reshape(1, 1, -1, 1).expand(c, 1, f.shape[0], 1), stride=(down, 1), groups=c)
