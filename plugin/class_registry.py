@@ -21,6 +21,7 @@ import importlib
 OWN_NETWORK_MODULES = (
     'plugin.hosts.embedded.layers',
     'plugin.hosts.embedded.generator',
+    'plugin.hosts.embedded.networks_stylegan3',
     'plugin.hosts.embedded.discriminator',
     'plugin.hosts.embedded.networks_stylegan2',
     'plugin.hosts.embedded.augment',

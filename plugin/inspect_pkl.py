@@ -23,6 +23,11 @@ def _generator_info(module):
                     channels={b.resolution: b.conv1.out_channels for b in blocks},
                     fp16_resolutions=[b.resolution for b in blocks if b.use_fp16],
                     conv_clamp=blocks[0].conv1.conv_clamp)
+    elif hasattr(syn, 'layer_names') and hasattr(syn, 'input'):      # alias-free (stylegan3-t/-r)
+        layers = [getattr(syn, n) for n in syn.layer_names]
+        info.update(alias_free='stylegan3-r' if any(layer.down_radial for layer in layers) else 'stylegan3-t',
+                    layer_channels=[syn.input.channels] + [layer.out_channels for layer in layers],
+                    conv_kernel=layers[0].conv_kernel, conv_clamp=layers[0].conv_clamp)
     if hasattr(module.mapping, 'num_layers'):
         info['mapping_layers'] = module.mapping.num_layers
     else:                                 # a plugin mapping (bypass: the latent generator)
@@ -119,8 +124,11 @@ def format_description(info):
             chans = ' '.join(f'{r}:{c}' for r, c in sorted(e['channels'].items()))
             fp16 = ', '.join(map(str, e['fp16_resolutions'])) or 'none'
             lines.append(f"    architecture {e['architecture']}  channels {chans}  fp16 blocks: {fp16}")
+        if 'alias_free' in e:
+            lines.append(f"    alias-free ({e['alias_free']}): {len(e['layer_channels']) - 1} layers, channels "
+                         f"{' '.join(map(str, e['layer_channels']))}  conv_kernel {e['conv_kernel']}")
         if 'mapping_layers' in e:
-            lines.append(f"    mapping {e['mapping_layers']} layers  conv_clamp {e['conv_clamp']}")
+            lines.append(f"    mapping {e['mapping_layers']} layers  conv_clamp {e.get('conv_clamp')}")
         if e.get('frozen_layers'):
             lines.append(f"    frozen (Freeze-D): {', '.join(e['frozen_layers'])}")
     return '\n'.join(lines)

@@ -28,7 +28,8 @@ _MARKER_RE = re.compile(r'^# gan-cocktail persistent class: family=(\S+) module=
 _REGISTRY = {}                           # (module, qualname) -> class
 # family -> the host module its classes stand for (their class_name prefix in training options)
 HOST_CLASS_PATHS = {'stylegan2.networks': 'training.networks.',
-                    'stylegan3.networks_stylegan2': 'training.networks_stylegan2.'}
+                    'stylegan3.networks_stylegan2': 'training.networks_stylegan2.',
+                    'stylegan3.networks': 'training.networks_stylegan3.'}
 
 
 def persistent_class(family=None):

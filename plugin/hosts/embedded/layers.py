@@ -157,9 +157,13 @@ class MappingNetwork(torch.nn.Module):
 
 
 def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
-                     demodulate=True, flip_weight=True, fused_modconv=True):
+                     demodulate=True, flip_weight=True, fused_modconv=True, input_gain=None):
     """StyleGAN2's modulated convolution: scale input channels by per-sample styles, convolve,
     and (with ``demodulate``) rescale each output channel to unit expected variance.
+
+    ``input_gain`` (a scalar tensor, [in] or [N, in]) scales the input channels after
+    demodulation, so demodulation does not undo it: StyleGAN3 divides by the RMS of the layer's
+    input this way (its ``magnitude_ema``).
 
     Fused: the per-sample weights are built explicitly and applied as one grouped conv.
     Non-fused: styles scale the activations and demodulation scales the output, so the
@@ -180,8 +184,12 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
 
+    if input_gain is not None:
+        input_gain = input_gain.to(styles.dtype).expand(batch, in_ch)
+
     if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        in_scale = styles if input_gain is None else styles * input_gain
+        x = x * in_scale.to(x.dtype).reshape(batch, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight)
         if demodulate and noise is not None:
@@ -194,6 +202,8 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
 
     if demodulate:
         w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
+    if input_gain is not None:
+        w = w * input_gain.reshape(batch, 1, -1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_ch, kh, kw)
     x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
