@@ -21,7 +21,11 @@ RESOLUTION = 32
 
 
 class FeatureNet(torch.nn.Module):
-    def __init__(self, num_classes=len(DOMAIN_NAMES), width=32, features=64):
+    def __init__(self,
+        num_classes = len(DOMAIN_NAMES),  # Logits of the classifier head (default: one per domain).
+        width       = 32,                 # Channels of the first conv; the other three have twice this.
+        features    = 64,                 # Width of the penultimate layer (the FID/KID feature space).
+    ):
         super().__init__()
         chans = [3, width, width * 2, width * 2, width * 2]
         self.convs = torch.nn.ModuleList([torch.nn.Conv2d(chans[i], chans[i + 1], 3, padding=1) for i in range(4)])

@@ -76,7 +76,11 @@ class _AllocationGuard(torch.overrides.TorchFunctionMode):
     # Factories from data (bounded by the stored kwargs): counted after the fact.
     FROM_DATA = {torch.tensor, torch.as_tensor}
 
-    def __init__(self, budget, max_modules, what):
+    def __init__(self,
+        budget,       # Bytes the guarded code may allocate in all; more raises UnsafePickleError.
+        max_modules,  # Submodules it may register; more raises UnsafePickleError.
+        what,         # Name of what is being built, for error messages.
+    ):
         super().__init__()
         self.budget, self.max_modules, self.what, self.spent, self.modules = budget, max_modules, what, 0, 0
 

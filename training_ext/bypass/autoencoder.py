@@ -18,7 +18,10 @@ from .split import d_high, synthesis_high, synthesis_low
 class LatentTask:
     """What to encode and how to decode it, for --bypass w|wplus."""
 
-    def __init__(self, G, encoder):
+    def __init__(self,
+        G,        # Frozen generator; its synthesis decodes the latents.
+        encoder,  # ImageEncoder being trained (its mode picks w or W+).
+    ):
         self.G, self.encoder, self.num_ws = G, encoder, G.synthesis.num_ws
         self.trainable = list(encoder.parameters())
 
@@ -38,7 +41,11 @@ class LatentTask:
 class FeatureTask:
     """What to encode and how to decode it, for --bypass R (the adapter of a SplitDiscriminator)."""
 
-    def __init__(self, G, split_D, has_img):
+    def __init__(self,
+        G,        # Frozen generator, run in two parts at split_D.res.
+        split_D,  # SplitDiscriminator: its adapter is trained, its blocks above R stay frozen.
+        has_img,  # Features at R carry the skip generator's partial image as extra channels.
+    ):
         self.G, self.D, self.res, self.has_img = G, split_D, split_D.res, has_img
         self.encoder = split_D.adapter
         self.trainable = list(split_D.adapter.parameters())

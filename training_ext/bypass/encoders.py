@@ -45,7 +45,13 @@ class _Standardised(torch.nn.Module):
 class ImageEncoder(_Standardised):
     """image -> w (``mode='w'``) or W+ (``mode='wplus'``)."""
 
-    def __init__(self, D_kwargs, w_dim, num_ws, mode='w', hidden=None):
+    def __init__(self,
+        D_kwargs,         # Constructor kwargs of the source discriminator (the backbone); class_name optional.
+        w_dim,            # Intermediate latent w width.
+        num_ws,           # Number of ws of the synthesis network (the W+ length).
+        mode     = 'w',   # 'w' = predict one w [N, w_dim]; 'wplus' = [N, num_ws, w_dim].
+        hidden   = None,  # Head width; None or 0 = max(2 * backbone channels at 4x4, w_dim).
+    ):
         super().__init__()
         if mode not in ('w', 'wplus'):
             raise ValueError(f"encoder mode must be 'w' or 'wplus', got {mode!r}")
@@ -83,7 +89,12 @@ class ImageEncoder(_Standardised):
 class FeatureAdapter(_Standardised):
     """Discriminator features at R [N, in_channels, R, R] -> generator features [N, out_channels, R, R]."""
 
-    def __init__(self, in_channels, out_channels, resolution, hidden=None):
+    def __init__(self,
+        in_channels,          # Discriminator feature channels at R (a skip D's include its image).
+        out_channels,         # Generator feature channels at R (with the partial image, if any).
+        resolution,           # R, the feature map size.
+        hidden       = None,  # Width of the hidden convs; None or 0 = max(in_channels, out_channels).
+    ):
         super().__init__()
         hidden = hidden or max(in_channels, out_channels)
         self.net = torch.nn.Sequential(

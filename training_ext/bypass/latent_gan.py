@@ -21,9 +21,27 @@ LOSSES = ('wgangp', 'ns')
 
 
 class LatentGANTrainer:
-    def __init__(self, G, D, g_params, d_params, reals, z_dim, device, loss='wgangp', batch=64, lr=None, betas=None,
-                 n_critic=None, gp_weight=10.0, drift=0.01, r1_gamma=1.0, r1_interval=16, ema_kimg=None, seed=0,
-                 critic=None):
+    def __init__(self,
+        G,                       # Generator z -> encoding (trained; an EMA copy is kept as G_ema).
+        D,                       # Critic module (its state is saved; scores come from `critic`).
+        g_params,                # Parameters of G to optimise (only these).
+        d_params,                # Parameters of D to optimise (only these).
+        reals,                   # Cached target encodings [N, ...]; must not be empty.
+        z_dim,                   # Width of G's input z.
+        device,                  # Device to train on.
+        loss        = 'wgangp',  # 'wgangp' (WGAN-GP) or 'ns' (non-saturating with lazy R1).
+        batch       = 64,        # Real and fake encodings per step.
+        lr          = None,      # Adam learning rate; None = 1e-3 (wgangp) or 2e-3 (ns).
+        betas       = None,      # Adam betas; None = (0, 0.5) (wgangp) or (0, 0.99) (ns).
+        n_critic    = None,      # Critic steps per generator step; None = 5 (wgangp) or 1 (ns).
+        gp_weight   = 10.0,      # Gradient-penalty weight (wgangp only).
+        drift       = 0.01,      # Weight of the drift term E[D(real)^2] (wgangp only).
+        r1_gamma    = 1.0,       # R1 weight (ns only); 0 = no R1.
+        r1_interval = 16,        # R1 every this many critic steps, weight scaled to match (ns only).
+        ema_kimg    = None,      # G_ema half-life in kimg; None = batch * 10 / 32.
+        seed        = 0,         # Seed of z, real-batch draws and gradient-penalty mixing.
+        critic      = None,      # Callable scoring encodings; None = D.
+    ):
         if loss not in LOSSES:
             raise ValueError(f'latent GAN loss must be one of {", ".join(LOSSES)}, got {loss!r}')
         if len(reals) == 0:

@@ -37,7 +37,11 @@ class LatentGenerator(torch.nn.Module):
     the encoder's normalised units and mapped back with the latents' mean and std, so the
     generator starts near the target latents' scale."""
 
-    def __init__(self, z_dim=128, latent_shape=(512,), hidden=(256, 512)):
+    def __init__(self,
+        z_dim        = 128,         # Input z width.
+        latent_shape = (512,),      # Shape of one output latent: (w_dim,) or (num_ws, w_dim).
+        hidden       = (256, 512),  # Hidden layer widths, input side first.
+    ):
         super().__init__()
         self.z_dim, self.latent_shape = int(z_dim), [int(s) for s in latent_shape]
         numel = 1
@@ -55,7 +59,10 @@ class LatentGenerator(torch.nn.Module):
 class LatentCritic(torch.nn.Module):
     """latent -> score (the paper's MLP: latent -> 512 -> 256 -> 128 -> 1), on normalised latents."""
 
-    def __init__(self, latent_shape=(512,), hidden=(512, 256, 128)):
+    def __init__(self,
+        latent_shape = (512,),           # Shape of one input latent: (w_dim,) or (num_ws, w_dim).
+        hidden       = (512, 256, 128),  # Hidden layer widths, input side first.
+    ):
         super().__init__()
         self.latent_shape = [int(s) for s in latent_shape]
         numel = 1
@@ -73,7 +80,13 @@ class LatentCritic(torch.nn.Module):
 class LatentMapping(torch.nn.Module):
     """The latent generator with the host mapping network's interface."""
 
-    def __init__(self, z_dim, w_dim, num_ws, mode='w', hidden=(256, 512)):
+    def __init__(self,
+        z_dim,                # Input z width.
+        w_dim,                # Intermediate latent w width.
+        num_ws,               # Number of ws returned per sample.
+        mode   = 'w',         # 'w' = one w repeated num_ws times; 'wplus' = num_ws separate ws.
+        hidden = (256, 512),  # Hidden layer widths of the LatentGenerator.
+    ):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws, self.mode = int(z_dim), 0, int(w_dim), int(num_ws), mode
         shape = [self.w_dim] if mode == 'w' else [self.num_ws, self.w_dim]
@@ -103,7 +116,10 @@ class LatentMapping(torch.nn.Module):
 class BypassGenerator(torch.nn.Module):
     """frozen source synthesis o trained latent generator, sampled as ``G(z, c)``."""
 
-    def __init__(self, source_kwargs, latent_kwargs):
+    def __init__(self,
+        source_kwargs,  # Source generator's kwargs (w_dim, img_resolution, img_channels, synthesis_kwargs).
+        latent_kwargs,  # For LatentMapping (z_dim, mode, hidden).
+    ):
         super().__init__()
         src = dict(source_kwargs)
         self.c_dim = 0
@@ -126,7 +142,10 @@ class BypassGenerator(torch.nn.Module):
 class BypassDiscriminator(torch.nn.Module):
     """frozen encoder -> critic: the latent critic as an image discriminator ``D(img, c)``."""
 
-    def __init__(self, encoder_kwargs, critic_kwargs):
+    def __init__(self,
+        encoder_kwargs,  # For ImageEncoder (frozen).
+        critic_kwargs,   # For LatentCritic.
+    ):
         super().__init__()
         self.encoder = ImageEncoder(**encoder_kwargs)
         self.critic = LatentCritic(**critic_kwargs)
@@ -150,7 +169,13 @@ class SplitDiscriminator(torch.nn.Module):
     generator in (a resnet D has no fromRGB inside), so the critic starts as D's own blocks.
     """
 
-    def __init__(self, D_kwargs, res, g_channels, has_img, img_channels=3):
+    def __init__(self,
+        D_kwargs,          # Constructor kwargs of the source discriminator; class_name optional.
+        res,               # Split resolution R (a power of two below the image size).
+        g_channels,        # Generator feature channels at R, without the partial image.
+        has_img,           # Generator features carry a partial image as their last channels.
+        img_channels = 3,  # Channels of that partial image (used only with has_img).
+    ):
         super().__init__()
         kwargs = {k: v for k, v in D_kwargs.items() if k != 'class_name'}
         self.D = active_host().construct_class_by_name(D_kwargs.get('class_name', 'training.networks.Discriminator'),

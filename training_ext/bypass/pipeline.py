@@ -61,7 +61,10 @@ class LowGenerator(torch.nn.Module):
     styles that drift from those the adapter was fitted with, so the "frozen" upper blocks
     would see new inputs."""
 
-    def __init__(self, G, res):
+    def __init__(self,
+        G,    # Source generator: its blocks up to res train, its mapping stays frozen.
+        res,  # Split resolution R: the output is the features at R.
+    ):
         super().__init__()
         self.G, self.res = G, res
 
@@ -91,7 +94,12 @@ class BypassPipeline(StagePipeline):
     error = BypassError
     config_class = BypassConfig
 
-    def __init__(self, flags, pipeline_dir, source, log=print):
+    def __init__(self,
+        flags,                 # Command-line flags; flags['bypass'] is the mode ('w', 'wplus' or R).
+        pipeline_dir,          # Directory of the stages; created if missing.
+        source,                # Path of the source pickle (must hold G_ema and D).
+        log          = print,  # Callable that prints one progress line.
+    ):
         self.mode = parse_mode(flags['bypass'])
         super().__init__(flags, pipeline_dir, log,
                          identity=dict(source=str(source), data=str(flags.get('data')), bypass=str(self.mode)))

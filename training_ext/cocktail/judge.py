@@ -31,7 +31,10 @@ HELD_OUT = 0.2
 
 
 class SourceClassifier(torch.nn.Module):
-    def __init__(self, num_classes, width=16):
+    def __init__(self,
+        num_classes,       # Merged classes to tell apart (logits).
+        width       = 16,  # Channels of the first conv; the other two have twice this.
+    ):
         super().__init__()
         chans = [3, width, width * 2, width * 2]
         self.convs = torch.nn.ModuleList([torch.nn.Conv2d(chans[i], chans[i + 1], 3, padding=1) for i in range(3)])
@@ -99,7 +102,13 @@ def source_samples(sources, n, seed, space=None):
 
 
 class Judge:
-    def __init__(self, classifier, heldout_accuracy, source_features, class_names, inception_path=None):
+    def __init__(self,
+        classifier,               # Trained SourceClassifier (put in eval mode).
+        heldout_accuracy,         # Its accuracy on held-out source images, in [0, 1].
+        source_features,          # {merged class k: features [N, D] of source k's samples}.
+        class_names,              # Names of the merged classes, in class order.
+        inception_path   = None,  # Host's Inception detector file for FID; None = project feature space.
+    ):
         self.classifier, self.heldout_accuracy = classifier.eval(), heldout_accuracy
         self.source_features, self.class_names = source_features, class_names
         self.space = FeatureSpace(inception_path)

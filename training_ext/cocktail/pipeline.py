@@ -33,7 +33,11 @@ class CocktailPipeline(StagePipeline):
     error = CocktailError
     config_class = CocktailConfig
 
-    def __init__(self, flags, pipeline_dir, log=print):
+    def __init__(self,
+        flags,                 # Command-line flags; flags['cocktail'] lists the source pickles.
+        pipeline_dir,          # Directory of the stages; created if missing.
+        log          = print,  # Callable that prints one progress line.
+    ):
         super().__init__(flags, pipeline_dir, log, identity=list(flags['cocktail']))
 
     # -- stages -----------------------------------------------------------------------------------

@@ -87,7 +87,13 @@ class GeneratedImages:
     an unconditional source owns one class).
     """
 
-    def __init__(self, sources, device, truncation_psi=1.0, noise_mode='random', key='G_ema'):
+    def __init__(self,
+        sources,                    # [{pkl, offset, classes}]: source pickle, first merged class, class count.
+        device,                     # Device to sample on.
+        truncation_psi = 1.0,       # Truncation of the samples; 1 = none.
+        noise_mode     = 'random',  # Synthesis noise: 'random', 'const' or 'none'.
+        key            = 'G_ema',   # Which network of each pickle samples.
+    ):
         self.device = torch.device(device)
         self.truncation_psi, self.noise_mode = truncation_psi, noise_mode
         self.sources = []

@@ -9,8 +9,15 @@ from plugin.hosts import active_host
 
 
 class WrappedLoss:
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None,
-                 inner_class_name='training.loss.StyleGAN2Loss', **loss_kwargs):
+    def __init__(self,
+        device,                   # Training device (the host's loop passes it).
+        G_mapping,                # The trained G's mapping network.
+        G_synthesis,              # The trained G's synthesis network.
+        D,                        # The trained discriminator.
+        augment_pipe     = None,  # The loop's augment pipe; None = no augmentation.
+        inner_class_name = 'training.loss.StyleGAN2Loss',  # Wrapped loss class, built by the active host.
+        **loss_kwargs,            # For that loss (r1_gamma, pl_weight, ...).
+    ):
         self.inner = active_host().construct_class_by_name(inner_class_name, device=device, G_mapping=G_mapping,
                                                            G_synthesis=G_synthesis, D=D, augment_pipe=augment_pipe,
                                                            **loss_kwargs)

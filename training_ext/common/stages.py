@@ -26,7 +26,12 @@ class StagePipeline:
     error = StageError          # each method's own user-facing error type: raised as is, never re-wrapped
     config_class = None         # the method's options (training_ext.common.config.MethodConfig)
 
-    def __init__(self, flags, pipeline_dir, log=print, identity=None):
+    def __init__(self,
+        flags,                 # Command-line flags (dict); ones left None are filled from a resumed state.
+        pipeline_dir,          # Directory of the stages and pipeline_state.json; created if missing.
+        log          = print,  # Callable that prints one progress line.
+        identity     = None,   # What it is for (JSON data); a state for another is refused; None = unchecked.
+    ):
         # Stages train with the active host (train_cocktail.py sets it from --host; spawned
         # processes inherit it through $COCKTAIL_HOST).
         self.flags = EasyDict(flags)

@@ -15,8 +15,15 @@ from .config import MiningConfig
 
 
 class MiningLoss(WrappedLoss):
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None,
-                 selector_weight=MiningConfig.default('selector_weight'), **loss_kwargs):
+    def __init__(self,
+        device,                  # Training device (the host's loop passes it).
+        G_mapping,               # The trained G's mapping network (a MinedMapping holds the selector).
+        G_synthesis,             # The trained G's synthesis network.
+        D,                       # The trained discriminator.
+        augment_pipe    = None,  # The loop's augment pipe; None = no augmentation.
+        selector_weight = MiningConfig.default('selector_weight'),  # Selector loss weight; 0 = untrained.
+        **loss_kwargs,           # For the active host's StyleGAN2Loss (r1_gamma, pl_weight, ...).
+    ):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         self.G_mapping, self.G_synthesis, self.D = G_mapping, G_synthesis, D
         self.selector_weight = selector_weight

@@ -38,7 +38,12 @@ class Miner(torch.nn.Module):
     zero-initialises the last layer, so mining starts exactly at the source distribution;
     ``init='default'`` is the reference's plain MLP."""
 
-    def __init__(self, in_dim, out_dim, hidden=None, init='identity'):
+    def __init__(self,
+        in_dim,                # Input width.
+        out_dim,               # Output width; must equal in_dim for init='identity'.
+        hidden  = None,        # Hidden width (>= 1); None = out_dim.
+        init    = 'identity',  # 'identity' = residual, starts as the identity; 'default' = plain MLP.
+    ):
         super().__init__()
         if init not in ('identity', 'default'):
             raise ValueError(f"miner init must be 'identity' or 'default', got {init!r}")
@@ -63,7 +68,11 @@ class Miner(torch.nn.Module):
 class Selector(torch.nn.Module):
     """Per-sample logits over the source generators, from the input noise."""
 
-    def __init__(self, z_dim, num_generators, hidden=64):
+    def __init__(self,
+        z_dim,                # Input noise width.
+        num_generators,       # Number of source generators (logits).
+        hidden         = 64,  # Hidden width.
+    ):
         super().__init__()
         self.net = torch.nn.Sequential(torch.nn.Linear(z_dim, hidden), torch.nn.ReLU(),
                                        torch.nn.Linear(hidden, num_generators))
@@ -92,7 +101,12 @@ _PENDING_CHOICE = weakref.WeakKeyDictionary()
 
 @persistent_class(None)
 class MinedMapping(torch.nn.Module):
-    def __init__(self, mappings, z_dim, space='z', miner_init='identity'):
+    def __init__(self,
+        mappings,                 # The sources' mapping networks; several = choice packed into the ws.
+        z_dim,                    # Input z width (the miners' and selector's input).
+        space      = 'z',         # 'z' = miner before each mapping; else ('w') after it, before truncation.
+        miner_init = 'identity',  # For Miner: 'identity' or 'default'.
+    ):
         super().__init__()
         self.space = space
         self.mappings = torch.nn.ModuleList(mappings)
@@ -210,11 +224,19 @@ class MinedGenerator(torch.nn.Module):
     from the stage's initial pickle. ``train``: 'miner' (stage 1: only miners and selector
     learn), 'all' (stage 2), or 'sparse' (stage 2 with per-channel masks, MineGAN++).
     ``c_dim``, ``img_resolution`` and ``img_channels`` are what the training loop passes;
-    they must agree with the sources.
+    ``img_resolution`` and a non-zero ``c_dim`` must agree with the sources (``img_channels``
+    is not used).
     """
 
-    def __init__(self, generators, space='z', miner_init='identity', train='miner', c_dim=None,
-                 img_resolution=None, img_channels=None):
+    def __init__(self,
+        generators,                   # The sources' generator kwargs (with class_name); same resolution.
+        space          = 'z',         # Where the miners act: 'z' or 'w'.
+        miner_init     = 'identity',  # For Miner: 'identity' or 'default'.
+        train          = 'miner',     # 'miner' = only miners and selector; 'all'; 'sparse' = per-channel masks.
+        c_dim          = None,        # The loop's label width; None or 0 = unchecked, else every source must match.
+        img_resolution = None,        # The loop's image size; None = unchecked, else must match the sources.
+        img_channels   = None,        # The loop's image channels; unused.
+    ):
         super().__init__()
         if not generators:
             raise ValueError('MinedGenerator needs at least one source generator')

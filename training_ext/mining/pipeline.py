@@ -35,7 +35,11 @@ class MiningPipeline(StagePipeline):
     error = MiningError
     config_class = MiningConfig
 
-    def __init__(self, flags, pipeline_dir, log=print):
+    def __init__(self,
+        flags,                 # Command-line flags; flags['mine'] lists the source pickles, flags['data'] the target.
+        pipeline_dir,          # Directory of the stages; created if missing.
+        log          = print,  # Callable that prints one progress line.
+    ):
         super().__init__(flags, pipeline_dir, log, identity=dict(sources=[str(p) for p in flags['mine']],
                                                                  data=str(flags.get('data'))))
 

@@ -46,10 +46,41 @@ def _rotate2d(theta):
 
 @persistent_class(None)
 class AugmentPipe(torch.nn.Module):
-    def __init__(self, xflip=0, rotate90=0, xint=0, xint_max=0.125, scale=0, rotate=0, aniso=0, xfrac=0,
-                 scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125, brightness=0, contrast=0, lumaflip=0,
-                 hue=0, saturation=0, brightness_std=0.2, contrast_std=0.5, hue_max=1, saturation_std=1, imgfilter=0,
-                 imgfilter_bands=[1, 1, 1, 1], imgfilter_std=1, noise=0, cutout=0, noise_std=0.1, cutout_size=0.5):
+    def __init__(self,
+        # Pixel blitting (each transform applies with probability p * its multiplier; 0 = off).
+        xflip           = 0,             # Probability multiplier for x-flip.
+        rotate90        = 0,             # Probability multiplier for 90-degree rotations.
+        xint            = 0,             # Probability multiplier for translation (not snapped to pixels here).
+        xint_max        = 0.125,         # Range of that translation, fraction of image size.
+        # General geometric transformations (one bilinear warp, reflection padding).
+        scale           = 0,             # Probability multiplier for isotropic scaling.
+        rotate          = 0,             # Probability multiplier for arbitrary rotation.
+        aniso           = 0,             # Probability multiplier for anisotropic scaling.
+        xfrac           = 0,             # Probability multiplier for fractional translation.
+        scale_std       = 0.2,           # Log2 standard deviation of isotropic scaling.
+        rotate_max      = 1,             # Rotation range in half turns (1 = +-180 degrees).
+        aniso_std       = 0.2,           # Log2 std of anisotropic scaling (x by s, y by 1/s).
+        xfrac_std       = 0.125,         # Std of fractional translation, fraction of image size.
+        # Colour transformations (one colour matrix; greyscale: its mean gain and offset).
+        brightness      = 0,             # Probability multiplier for brightness.
+        contrast        = 0,             # Probability multiplier for contrast.
+        lumaflip        = 0,             # Probability multiplier for luma flip.
+        hue             = 0,             # Probability multiplier for hue rotation.
+        saturation      = 0,             # Probability multiplier for saturation.
+        brightness_std  = 0.2,           # Std of the additive brightness offset.
+        contrast_std    = 0.5,           # Log2 standard deviation of contrast.
+        hue_max         = 1,             # Hue rotation range in half turns (1 = +-180 degrees).
+        saturation_std  = 1,             # Log2 standard deviation of saturation.
+        # Image-space filtering: not implemented in the embedded host.
+        imgfilter       = 0,             # Must be 0; anything else raises ValueError.
+        imgfilter_bands = [1, 1, 1, 1],  # Ignored (host: per-band probability multipliers).
+        imgfilter_std   = 1,             # Ignored (host: log2 std of band amplification).
+        # Image-space corruptions.
+        noise           = 0,             # Probability multiplier for additive Gaussian noise.
+        cutout          = 0,             # Probability multiplier for cutout (zero a square).
+        noise_std       = 0.1,           # Noise sigma is |N(0, 1)| * noise_std.
+        cutout_size     = 0.5,           # Side of the cutout square, fraction of image size.
+    ):
         super().__init__()
         if imgfilter:
             raise ValueError('augment: the frequency-band filter (imgfilter, presets bgcf*) is not available in the '

@@ -18,7 +18,14 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 class Dataset(torch.utils.data.Dataset):
     """Index bookkeeping shared by dataset types: max_size subsetting, xflip doubling, labels."""
 
-    def __init__(self, name, raw_shape, max_size=None, use_labels=False, xflip=False, random_seed=0):
+    def __init__(self,
+        name,                 # Name, as .name and in error messages.
+        raw_shape,            # [N, C, H, W] of all raw images.
+        max_size    = None,   # Keep a seeded random subset of at most this many images; None = all.
+        use_labels  = False,  # Load labels; False = label width 0 (unconditional).
+        xflip       = False,  # Also yield each image mirrored (doubles the length).
+        random_seed = 0,      # Seed for the max_size subset.
+    ):
         self._name = name
         self._raw_shape = list(raw_shape)
         self._use_labels = use_labels
@@ -111,7 +118,11 @@ class Dataset(torch.utils.data.Dataset):
 
 
 class ImageFolderDataset(Dataset):
-    def __init__(self, path, resolution=None, **super_kwargs):
+    def __init__(self,
+        path,                   # Folder or .zip of PNG/JPEG images.
+        resolution     = None,  # Required image size (errors if different); None = any.
+        **super_kwargs,         # For Dataset (max_size, use_labels, xflip, random_seed).
+    ):
         self._path = os.fspath(path)
         self._zipfile = None
         if os.path.isdir(self._path):

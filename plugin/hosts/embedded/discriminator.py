@@ -14,9 +14,21 @@ from .layers import FAMILY, Conv2dLayer, FullyConnectedLayer, MappingNetwork, Mi
 class DiscriminatorBlock(torch.nn.Module):
     conv_class = Conv2dLayer                 # the class it builds (a host variant's module substitutes its own)
 
-    def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels, first_layer_idx,
-                 architecture='resnet', activation='lrelu', resample_filter=[1, 3, 3, 1], conv_clamp=None,
-                 use_fp16=False, fp16_channels_last=False, freeze_layers=0):
+    def __init__(self,
+        in_channels,                        # Input feature channels; 0 = first block (image input only).
+        tmp_channels,                       # Channels of the intermediate layers.
+        out_channels,                       # Output feature channels.
+        resolution,                         # Input resolution of this block (it halves it).
+        img_channels,                       # Image channels (for fromrgb).
+        first_layer_idx,                    # Index of this block's first layer, counted from the image.
+        architecture       = 'resnet',      # 'orig', 'skip' or 'resnet'.
+        activation         = 'lrelu',       # Activation function name.
+        resample_filter    = [1, 3, 3, 1],  # Low-pass filter taps applied when downsampling.
+        conv_clamp         = None,          # Clamp conv outputs to +-this value; None = no clamping.
+        use_fp16           = False,         # Run this block in fp16.
+        fp16_channels_last = False,         # Use channels-last memory format when in fp16.
+        freeze_layers      = 0,             # Freeze-D: layers with index < this are frozen; 0 = none.
+    ):
         super().__init__()
         if in_channels not in (0, tmp_channels):
             raise ValueError(f'in_channels must be 0 or tmp_channels ({tmp_channels}), got {in_channels}')
@@ -75,8 +87,17 @@ class DiscriminatorBlock(torch.nn.Module):
 class DiscriminatorEpilogue(torch.nn.Module):
     conv_class, fc_class, mbstd_class = Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer
 
-    def __init__(self, in_channels, cmap_dim, resolution, img_channels, architecture='resnet', mbstd_group_size=4,
-                 mbstd_num_channels=1, activation='lrelu', conv_clamp=None):
+    def __init__(self,
+        in_channels,                    # Input feature channels.
+        cmap_dim,                       # Conditioning map width; 0 = unconditional (one score).
+        resolution,                     # Input resolution (4).
+        img_channels,                   # Image channels (for fromrgb).
+        architecture       = 'resnet',  # 'orig', 'skip' or 'resnet'.
+        mbstd_group_size   = 4,         # Minibatch-std group size (capped at the batch); None = whole batch.
+        mbstd_num_channels = 1,         # Minibatch-std feature channels; 0 = no minibatch-std layer.
+        activation         = 'lrelu',   # Activation function name.
+        conv_clamp         = None,      # Clamp conv outputs to +-this value; None = no clamping.
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.cmap_dim = cmap_dim
@@ -108,9 +129,20 @@ class DiscriminatorEpilogue(torch.nn.Module):
 class Discriminator(torch.nn.Module):
     block_class, mapping_class, epilogue_class = DiscriminatorBlock, MappingNetwork, DiscriminatorEpilogue
 
-    def __init__(self, c_dim, img_resolution, img_channels, architecture='resnet', channel_base=32768,
-                 channel_max=512, num_fp16_res=0, conv_clamp=None, cmap_dim=None, block_kwargs={},
-                 mapping_kwargs={}, epilogue_kwargs={}):
+    def __init__(self,
+        c_dim,                       # Label width; 0 = unconditional.
+        img_resolution,              # Input image size; a power of two >= 4.
+        img_channels,                # Input image channels.
+        architecture    = 'resnet',  # 'orig', 'skip' or 'resnet'.
+        channel_base    = 32768,     # Channels at resolution r: min(channel_base // r, channel_max).
+        channel_max     = 512,       # Maximum channels of any block.
+        num_fp16_res    = 0,         # Number of highest-resolution blocks in fp16 (none below 8 px); 0 = none.
+        conv_clamp      = None,      # Clamp conv outputs to +-this value; None = no clamping.
+        cmap_dim        = None,      # Conditioning map width; None = channels at 4x4; 0 if c_dim == 0.
+        block_kwargs    = {},        # For DiscriminatorBlock.
+        mapping_kwargs  = {},        # For MappingNetwork (the label embedding).
+        epilogue_kwargs = {},        # For DiscriminatorEpilogue.
+    ):
         super().__init__()
         self.c_dim = c_dim
         self.img_resolution = img_resolution

@@ -65,7 +65,15 @@ class GlobalBatchSampler:
     processes with 1 round each, and a resumed run continues the stream where it stopped.
     """
 
-    def __init__(self, num_items, batch_size, batch_gpu, rank=0, world_size=1, seed=0, start_step=0):
+    def __init__(self,
+        num_items,       # Dataset length; must be >= 1.
+        batch_size,      # Global batch per step; a multiple of batch_gpu * world_size.
+        batch_gpu,       # Images per process per accumulation round.
+        rank       = 0,  # This process's index in [0, world_size).
+        world_size = 1,  # Number of processes.
+        seed       = 0,  # Seed of the per-epoch permutations.
+        start_step = 0,  # First step to yield (resume point).
+    ):
         if num_items < 1:
             raise ValueError('the dataset is empty')
         if batch_size % (batch_gpu * world_size):

@@ -33,9 +33,20 @@ class SynthesisBlock(torch.nn.Module):
     # The classes it builds (a host variant's module substitutes its own).
     layer_class, torgb_class, skip_class = SynthesisLayer, ToRGBLayer, Conv2dLayer
 
-    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last, architecture='skip',
-                 resample_filter=[1, 3, 3, 1], conv_clamp=None, use_fp16=False, fp16_channels_last=False,
-                 **layer_kwargs):
+    def __init__(self,
+        in_channels,                        # Input feature channels; 0 = first block (learned constant input).
+        out_channels,                       # Output feature channels.
+        w_dim,                              # Intermediate latent w width.
+        resolution,                         # Output resolution of this block (it doubles its input).
+        img_channels,                       # Output image channels (for toRGB).
+        is_last,                            # Final block: always has a toRGB.
+        architecture       = 'skip',        # 'orig', 'skip' or 'resnet'.
+        resample_filter    = [1, 3, 3, 1],  # Low-pass filter taps applied when upsampling.
+        conv_clamp         = None,          # Clamp conv outputs to +-this value; None = no clamping.
+        use_fp16           = False,         # Run this block in fp16.
+        fp16_channels_last = False,         # Use channels-last memory format when in fp16.
+        **layer_kwargs,                     # For SynthesisLayer.
+    ):
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f'architecture must be one of {ARCHITECTURES}, got {architecture!r}')
@@ -107,8 +118,15 @@ class SynthesisBlock(torch.nn.Module):
 class SynthesisNetwork(torch.nn.Module):
     block_class = SynthesisBlock
 
-    def __init__(self, w_dim, img_resolution, img_channels, channel_base=32768, channel_max=512, num_fp16_res=0,
-                 **block_kwargs):
+    def __init__(self,
+        w_dim,                   # Intermediate latent w width.
+        img_resolution,          # Output image size; a power of two >= 4.
+        img_channels,            # Output image channels.
+        channel_base   = 32768,  # Channels at resolution r: min(channel_base // r, channel_max).
+        channel_max    = 512,    # Maximum channels of any block.
+        num_fp16_res   = 0,      # Number of highest-resolution blocks in fp16 (none below 8 px); 0 = none.
+        **block_kwargs,          # For SynthesisBlock (and its layers).
+    ):
         super().__init__()
         self.w_dim = w_dim
         self.img_resolution = img_resolution
@@ -146,7 +164,15 @@ class SynthesisNetwork(torch.nn.Module):
 class Generator(torch.nn.Module):
     synthesis_class, mapping_class = SynthesisNetwork, MappingNetwork
 
-    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, synthesis_kwargs={}):
+    def __init__(self,
+        z_dim,                  # Latent z width.
+        c_dim,                  # Label width; 0 = unconditional.
+        w_dim,                  # Intermediate latent w width.
+        img_resolution,         # Output image size; a power of two >= 4.
+        img_channels,           # Output image channels.
+        mapping_kwargs   = {},  # For MappingNetwork.
+        synthesis_kwargs = {},  # For SynthesisNetwork (and its blocks and layers).
+    ):
         super().__init__()
         self.z_dim = z_dim
         self.c_dim = c_dim

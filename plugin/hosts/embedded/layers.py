@@ -29,7 +29,14 @@ def _register_filter(module, resample_filter):
 
 @persistent_class(FAMILY)
 class FullyConnectedLayer(torch.nn.Module):
-    def __init__(self, in_features, out_features, bias=True, activation='linear', lr_multiplier=1, bias_init=0):
+    def __init__(self,
+        in_features,               # Input width.
+        out_features,              # Output width.
+        bias          = True,      # Add a learned bias; False = none.
+        activation    = 'linear',  # Activation function name; 'linear' = none.
+        lr_multiplier = 1,         # Learning-rate multiplier (weights stored divided by it, scaled at run time).
+        bias_init     = 0,         # Initial value of the bias.
+    ):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
@@ -59,8 +66,19 @@ class Conv2dLayer(torch.nn.Module):
     """Equalised-lr conv with optional FIR up/downsampling; ``trainable=False`` stores the
     weight and bias as buffers under the same names (the host's Freeze-D)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation='linear', up=1, down=1,
-                 resample_filter=[1, 3, 3, 1], conv_clamp=None, channels_last=False, trainable=True):
+    def __init__(self,
+        in_channels,                     # Input channels.
+        out_channels,                    # Output channels.
+        kernel_size,                     # Square kernel width; padding is kernel_size // 2.
+        bias            = True,          # Add a learned bias; False = none.
+        activation      = 'linear',      # Activation function name; 'linear' = none.
+        up              = 1,             # Integer upsampling factor; 1 = none.
+        down            = 1,             # Integer downsampling factor; 1 = none.
+        resample_filter = [1, 3, 3, 1],  # Low-pass filter taps for up/downsampling.
+        conv_clamp      = None,          # Clamp outputs to +-this value (times gain); None = no clamping.
+        channels_last   = False,         # Store the weight in channels-last memory format.
+        trainable       = True,          # False = weight and bias are buffers, not parameters (Freeze-D).
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -100,8 +118,18 @@ class MappingNetwork(torch.nn.Module):
 
     fc_class = FullyConnectedLayer          # the class it builds (a host variant's module substitutes its own)
 
-    def __init__(self, z_dim, c_dim, w_dim, num_ws, num_layers=8, embed_features=None, layer_features=None,
-                 activation='lrelu', lr_multiplier=0.01, w_avg_beta=0.995):
+    def __init__(self,
+        z_dim,                     # Latent z width; 0 = no z input.
+        c_dim,                     # Label width; 0 = unconditional.
+        w_dim,                     # Intermediate latent w width.
+        num_ws,                    # Copies of w to broadcast to; None = return [N, w_dim].
+        num_layers     = 8,        # Number of fully-connected layers.
+        embed_features = None,     # Label embedding width; None = w_dim (0 when c_dim == 0).
+        layer_features = None,     # Hidden layer width; None = w_dim.
+        activation     = 'lrelu',  # Activation function name.
+        lr_multiplier  = 0.01,     # Learning-rate multiplier of the layers.
+        w_avg_beta     = 0.995,    # Decay of the tracked w average; None = no w_avg (no truncation).
+    ):
         super().__init__()
         self.z_dim = z_dim
         self.c_dim = c_dim
@@ -218,8 +246,19 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
 class SynthesisLayer(torch.nn.Module):
     fc_class = FullyConnectedLayer
 
-    def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1, use_noise=True,
-                 activation='lrelu', resample_filter=[1, 3, 3, 1], conv_clamp=None, channels_last=False):
+    def __init__(self,
+        in_channels,                     # Input channels.
+        out_channels,                    # Output channels.
+        w_dim,                           # Intermediate latent w width.
+        resolution,                      # Output resolution (the size of the noise map).
+        kernel_size     = 3,             # Square kernel width.
+        up              = 1,             # Integer upsampling factor; 1 = none.
+        use_noise       = True,          # Add per-pixel noise with a learned strength.
+        activation      = 'lrelu',       # Activation function name.
+        resample_filter = [1, 3, 3, 1],  # Low-pass filter taps for upsampling.
+        conv_clamp      = None,          # Clamp outputs to +-this value (times gain); None = no clamping.
+        channels_last   = False,         # Store the weight in channels-last memory format.
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -261,7 +300,14 @@ class SynthesisLayer(torch.nn.Module):
 class ToRGBLayer(torch.nn.Module):
     fc_class = FullyConnectedLayer
 
-    def __init__(self, in_channels, out_channels, w_dim, kernel_size=1, conv_clamp=None, channels_last=False):
+    def __init__(self,
+        in_channels,            # Input feature channels.
+        out_channels,           # Image channels.
+        w_dim,                  # Intermediate latent w width.
+        kernel_size   = 1,      # Square kernel width (no padding).
+        conv_clamp    = None,   # Clamp outputs to +-this value; None = no clamping.
+        channels_last = False,  # Store the weight in channels-last memory format.
+    ):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = self.fc_class(w_dim, in_channels, bias_init=1)
@@ -284,7 +330,10 @@ class MinibatchStdLayer(torch.nn.Module):
     Groups are strided: with n = N / G groups, sample i belongs to group i mod n.
     """
 
-    def __init__(self, group_size, num_channels=1):
+    def __init__(self,
+        group_size,        # Samples per group, capped at the batch (must divide it); None = whole batch.
+        num_channels = 1,  # Statistic channels appended; must divide the input channels.
+    ):
         super().__init__()
         self.group_size = group_size
         self.num_channels = num_channels
