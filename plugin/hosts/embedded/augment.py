@@ -50,7 +50,7 @@ class AugmentPipe(torch.nn.Module):
         # Pixel blitting (each transform applies with probability p * its multiplier; 0 = off).
         xflip           = 0,             # Probability multiplier for x-flip.
         rotate90        = 0,             # Probability multiplier for 90-degree rotations.
-        xint            = 0,             # Probability multiplier for translation (not snapped to pixels here).
+        xint            = 0,             # Probability multiplier for integer translation (whole pixels).
         xint_max        = 0.125,         # Range of that translation, fraction of image size.
         # General geometric transformations (one bilinear warp, reflection padding).
         scale           = 0,             # Probability multiplier for isotropic scaling.
@@ -104,7 +104,7 @@ class AugmentPipe(torch.nn.Module):
     def _gate(self, value, identity, strength, n, device):
         return torch.where(self._happens(strength, n, device), value, torch.full_like(value, identity))
 
-    def _geometry(self, n, device):
+    def _geometry(self, n, device, h, w):
         g = self.geom
         m = _eye(3, n, device)
         if g['xflip']:
@@ -116,6 +116,8 @@ class AugmentPipe(torch.nn.Module):
         if g['xint']:
             t = (torch.rand([n, 2], device=device) * 2 - 1) * self.xint_max
             t = torch.where(self._happens(g['xint'], n, device).unsqueeze(1), t, torch.zeros_like(t))
+            size = torch.tensor([w, h], dtype=t.dtype, device=device)
+            t = torch.round(t * size) / size            # whole pixels, as the host's integer translation
             m = m @ _translate2d(t[:, 0] * 2, t[:, 1] * 2)
         if g['scale']:
             s = self._gate(torch.exp2(torch.randn([n], device=device) * self.scale_std), 1, g['scale'], n, device)
@@ -163,7 +165,7 @@ class AugmentPipe(torch.nn.Module):
         n, ch, h, w = images.shape
         device = images.device
         if any(self.geom.values()):
-            m = self._geometry(n, device)
+            m = self._geometry(n, device, h, w)
             moved = (m != _eye(3, n, device)).flatten(1).any(1)
             if moved.any():
                 # Only images that drew a transform are resampled: the others stay bit-exact.

@@ -39,3 +39,21 @@ def test_imgfilter_is_rejected_clearly():
         AugmentPipe(**augpipe_preset('bgcf'))
     with pytest.raises(ValueError, match='unknown --augpipe'):
         augpipe_preset('xyz')
+
+
+def test_integer_translation_moves_by_whole_pixels():
+    """xint shifts each image by a whole number of pixels (the host's integer translation):
+    away from the borders every output pixel is an input pixel, not a bilinear mix."""
+    torch.manual_seed(0)
+    pipe = AugmentPipe(xint=1)
+    pipe.p.fill_(1)
+    x = torch.randn([8, 3, 32, 32])
+    out = pipe(x)
+    inner = out[:, :, 6:-6, 6:-6]
+    moved = 0
+    for i in range(len(x)):
+        shifts = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                  if torch.allclose(inner[i], x[i, :, 6 - dy:26 - dy, 6 - dx:26 - dx], atol=1e-5)]
+        assert shifts, f'image {i} was not moved by whole pixels'
+        moved += shifts[0] != (0, 0)
+    assert moved >= 4, 'the translation did not happen'
