@@ -1,7 +1,10 @@
-"""What the tests share: the repository's paths, the host-written fixtures, and small
-networks to build sources from. A package (``from tests.helpers import ...``): pytest puts
-the repository root on ``sys.path`` (``tests`` is a package), so nothing edits ``sys.path``."""
+"""What the tests share: the repository's paths, the host-written fixtures, the command line,
+and small networks to build sources from (checks against the fixtures' goldens:
+``tests.helpers.goldens``). A package (``from tests.helpers import ...``): pytest puts the
+repository root on ``sys.path`` (``tests`` is a package), so nothing edits ``sys.path``."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -9,6 +12,15 @@ REPO = Path(__file__).resolve().parents[2]
 # Pickles written by the real hosts; a plain clone has no ../shared (those tests skip).
 FIXTURES = Path(os.environ.get('COCKTAIL_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan2-ada'))
 FIXTURE_CONFIGS = ['uncond32', 'cond32', 'uncond64']
+# Pickles written by the real stylegan3 repo (its README lists the facts): two alias-free, one StyleGAN2.
+SG3_FIXTURES = Path(os.environ.get('COCKTAIL_SG3_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan3'))
+SG3_FIXTURE_CONFIGS = ['t32', 'r32cond', 'sg2cond32']
+
+
+def run_plugin_cli(*args):
+    """``python -m plugin ARGS`` from the repository root: the CompletedProcess, text output captured."""
+    return subprocess.run([sys.executable, '-m', 'plugin', *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
 
 
 def small_G_kwargs(**over):
@@ -37,3 +49,15 @@ def make_source(path, seed=0, **gkw):
     D = Discriminator(**small_D_kwargs(img_resolution=G.img_resolution, c_dim=G.c_dim))
     save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), path)
     return str(path)
+
+
+def run_mining(world, name, **over):
+    """A tiny MiningPipeline run in ``world['tmp'] / name`` (``world``: a module fixture's dict with
+    tmp, target and a source ``a``), ``over`` replacing flags: (pipeline, final pickle, log lines)."""
+    from training_ext.mining.pipeline import MiningPipeline
+    flags = dict(mine=[world['a']], data=world['target'], outdir=str(world['tmp']), cfg='tiny', batch=8,
+                 mine_kimg=0.016, kimg=0.016, tick=0.016, snap=1, seed=0, device='cpu')
+    flags.update(over)
+    logs = []
+    pipe = MiningPipeline(flags, str(world['tmp'] / name), log=logs.append)
+    return pipe, pipe.run(), logs

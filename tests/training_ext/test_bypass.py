@@ -8,22 +8,14 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import REPO, small_D_kwargs, small_G_kwargs
-from plugin import load_network_pkl, save_network_pkl
+from tests.helpers import REPO, make_source, small_D_kwargs, small_G_kwargs
+from plugin import load_network_pkl
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from training_ext.bypass import latent_cache
 from training_ext.bypass.encoders import ImageEncoder
 from training_ext.bypass.pipeline import BypassError, BypassPipeline
 from training_ext.bypass.split import d_high, d_low, synthesis_high, synthesis_low
 from plugin.domains import write_domains_zip
-
-
-def make_source(path, seed, **gkw):
-    torch.manual_seed(seed)
-    G = Generator(**small_G_kwargs(**gkw))
-    D = Discriminator(**small_D_kwargs(img_resolution=G.img_resolution, c_dim=G.c_dim))
-    save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), path)
-    return str(path)
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')

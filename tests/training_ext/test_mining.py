@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from tests.helpers import REPO, small_D_kwargs, small_G_kwargs
-from plugin import load_network_pkl, save_network_pkl
+from tests.helpers import REPO, make_source, run_mining, small_D_kwargs, small_G_kwargs
+from plugin import load_network_pkl
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from plugin.domains import write_domains_zip
 from training_ext.mining.miner import MinedGenerator, mined_from_sources
@@ -14,15 +14,6 @@ from training_ext.mining.pipeline import MiningError, MiningPipeline
 from training_ext.mining.sparse import select_channels
 
 ASSETS = str(REPO / 'plugin' / 'assets' / 'sources')
-
-
-def make_source(path, seed, **gkw):
-    torch.manual_seed(seed)
-    G = Generator(**small_G_kwargs(**gkw))
-    D = Discriminator(**small_D_kwargs(img_resolution=G.img_resolution))
-    save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), path)
-    return str(path)
-
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -36,12 +27,7 @@ def world(tmp_path_factory):
 
 
 def run(world, name, **over):
-    flags = dict(mine=[world['a']], data=world['target'], outdir=str(world['tmp']), cfg='tiny', batch=8,
-                 mine_kimg=0.032, kimg=0.032, tick=0.016, snap=1, seed=0, device='cpu')
-    flags.update(over)
-    logs = []
-    pipe = MiningPipeline(flags, str(world['tmp'] / name), log=logs.append)
-    return pipe, pipe.run(), logs
+    return run_mining(world, name, **{'mine_kimg': 0.032, 'kimg': 0.032, **over})
 
 
 def generator_tensors(G):

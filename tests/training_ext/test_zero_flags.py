@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO, make_source
+from tests.helpers import REPO, make_source, run_mining
 from plugin import load_network_pkl, run_options
 from training_ext.bypass.config import BypassConfig
 from training_ext.bypass.pipeline import BypassError, BypassPipeline
@@ -19,7 +19,7 @@ from training_ext.hypermod.pipeline import HypermodPipeline
 from training_ext.cocktail.config import CocktailConfig
 from training_ext.mining.config import MiningConfig
 from training_ext.mining.miner import Miner
-from training_ext.mining.pipeline import MiningError, MiningPipeline
+from training_ext.mining.pipeline import MiningError
 
 
 
@@ -63,17 +63,8 @@ def test_method_flags_are_generated_from_their_config_with_its_defaults():
     assert '[default: --kimg]' in text
 
 
-def mine(world, name, **over):
-    flags = dict(mine=[world['a']], data=world['target'], outdir=str(world['tmp']), cfg='tiny', batch=8,
-                 mine_kimg=0.016, kimg=0.016, tick=0.016, snap=1, seed=0, device='cpu')
-    flags.update(over)
-    logs = []
-    pipe = MiningPipeline(flags, str(world['tmp'] / name), log=logs.append)
-    return pipe, pipe.run(), logs
-
-
 def test_mining_zero_selector_weight_reaches_the_loss_and_zero_kimg_skips_the_stage(world):
-    pipe, final, logs = mine(world, 'sw0', mine=[world['a'], world['b']], selector_weight=0, mine_kimg=0)
+    pipe, final, logs = run_mining(world, 'sw0', mine=[world['a'], world['b']], selector_weight=0, mine_kimg=0)
     assert 'stage1-mine' not in pipe.state['stages'], '--mine-kimg 0 must not train a mining stage'
     assert any('--mine-kimg 0' in line for line in logs) and any('--selector-weight 0' in line for line in logs)
     options = json.loads(open(pipe.path('stage2-finetune', 'training_options.json')).read())
@@ -82,7 +73,7 @@ def test_mining_zero_selector_weight_reaches_the_loss_and_zero_kimg_skips_the_st
 
 
 def test_mining_zero_kimg_stops_after_mining(world):
-    pipe, final, logs = mine(world, 'k0', kimg=0)
+    pipe, final, logs = run_mining(world, 'k0', kimg=0)
     assert final == pipe.state['stages']['stage1-mine']['output'] and 'stage2-finetune' not in pipe.state['stages']
     assert any('--kimg 0' in line for line in logs)
 
@@ -95,7 +86,7 @@ def test_mining_zero_kimg_stops_after_mining(world):
 ])
 def test_mining_zero_or_negative_refused_with_one_line(world, over, match):
     with pytest.raises(MiningError, match=match):
-        mine(world, f'bad-{len(os.listdir(world["tmp"]))}', **over)
+        run_mining(world, f'bad-{len(os.listdir(world["tmp"]))}', **over)
 
 
 def test_miner_hidden_zero_is_refused():

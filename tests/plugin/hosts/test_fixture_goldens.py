@@ -1,48 +1,16 @@
 """Real host pickles load safely and the embedded networks reproduce the host's goldens."""
-import hashlib
-import json
-import warnings
-
-import numpy as np
 import pytest
 import torch
 
 from tests.helpers import FIXTURE_CONFIGS
-from plugin import load_network_pkl
-
-FP32_TOL = dict(atol=1e-4, rtol=1e-4)
-WS_TOL = dict(atol=1e-5, rtol=1e-5)
-# README of the fixtures: fp16 blocks differ from fp32 by ~1e-2 on images and ~5e-4 on logits,
-# and the CPU's fp16 kernels are not bit-stable across machines.
-FP16_IMG_TOL = dict(atol=1.5e-2, rtol=0)
-FP16_LOGIT_TOL = dict(atol=5e-4, rtol=0)
-
-_cache = {}
-
-
-def load(fixtures_dir, cfg):
-    if cfg not in _cache:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            data = load_network_pkl(fixtures_dir / cfg / 'network-snapshot.pkl')
-        manifest = json.loads((fixtures_dir / cfg / 'manifest.json').read_text())
-        golden = dict(np.load(fixtures_dir / cfg / 'golden.npz'))
-        _cache[cfg] = data, manifest, golden
-    return _cache[cfg]
-
-
-def assert_close(actual, expected, tol, what):
-    actual = actual.detach().cpu().numpy()
-    assert actual.shape == expected.shape, what
-    err = np.abs(actual - expected)
-    limit = tol['atol'] + tol['rtol'] * np.abs(expected)
-    assert (err <= limit).all(), f'{what}: max abs error {err.max():.3g} exceeds tolerance'
+from tests.helpers.goldens import (FP16_IMG_TOL, FP16_LOGIT_TOL, FP32_TOL, WS_TOL, assert_close, load_fixture,
+                                   tensor_sha256)
 
 
 @pytest.mark.parametrize('cfg', FIXTURE_CONFIGS)
 @pytest.mark.parametrize('key', ['G', 'G_ema', 'D'])
 def test_tensors_match_manifest(fixtures_dir, cfg, key):
-    data, manifest, _ = load(fixtures_dir, cfg)
+    data, manifest, _ = load_fixture(fixtures_dir / cfg)
     module = data[key]
     state = module.state_dict()
     expected = manifest[key]['tensors']
@@ -52,13 +20,12 @@ def test_tensors_match_manifest(fixtures_dir, cfg, key):
         value = state[t['name']]
         assert list(value.shape) == t['shape'], t['name']
         assert kinds.get(t['name'], 'buffer') == t['kind'], t['name']
-        digest = hashlib.sha256(value.detach().contiguous().numpy().astype('<f4').tobytes()).hexdigest()
-        assert digest == t['sha256'], f"{t['name']}: tensor bytes differ from the host's"
+        assert tensor_sha256(value) == t['sha256'], f"{t['name']}: tensor bytes differ from the host's"
 
 
 @pytest.mark.parametrize('cfg', FIXTURE_CONFIGS)
 def test_loaded_modules_are_snapshot_state(fixtures_dir, cfg):
-    data, manifest, _ = load(fixtures_dir, cfg)
+    data, manifest, _ = load_fixture(fixtures_dir / cfg)
     for key in ('G', 'G_ema', 'D'):
         assert not data[key].training
         assert not any(p.requires_grad for p in data[key].parameters())
@@ -68,7 +35,7 @@ def test_loaded_modules_are_snapshot_state(fixtures_dir, cfg):
 
 @pytest.mark.parametrize('cfg', FIXTURE_CONFIGS)
 def test_goldens(fixtures_dir, cfg):
-    data, manifest, g = load(fixtures_dir, cfg)
+    data, manifest, g = load_fixture(fixtures_dir / cfg)
     G, G_ema, D = data['G'], data['G_ema'], data['D']
     z, c = torch.from_numpy(g['z']), torch.from_numpy(g['c'])
     has_fp16 = bool(manifest['fp16_resolutions']['G'] or manifest['fp16_resolutions']['D'])
@@ -95,7 +62,7 @@ def test_goldens(fixtures_dir, cfg):
 
 
 def test_fp16_blocks_really_run_in_half(fixtures_dir):
-    data, _, _ = load(fixtures_dir, 'uncond64')
+    data, _, _ = load_fixture(fixtures_dir / 'uncond64')
     seen = {}
     hook = data['G_ema'].synthesis.b64.conv1.register_forward_hook(lambda m, i, o: seen.update(dtype=o.dtype))
     with torch.no_grad():

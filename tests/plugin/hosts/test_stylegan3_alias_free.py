@@ -6,13 +6,8 @@ Self-contained: only G and G_ema are checked here (D of these fixtures is the st
 StyleGAN2 discriminator, another family).
 """
 import copy
-import hashlib
 import io
-import json
 import math
-import os
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,53 +18,18 @@ from plugin.hosts import get_host
 from plugin.hosts.embedded import networks_stylegan3 as sg3
 from plugin.persistence import constructor_kwargs
 from plugin.pickles import dumps_network_pkl, load_network_pkl
+from tests.helpers.goldens import FP32_TOL, WS_TOL, assert_close, load_fixture, max_excess, tensor_sha256
 from torch_utils_ext.ops.filtered_lrelu import filtered_lrelu, output_size
 
-REPO = Path(__file__).resolve().parents[3]
-FIXTURES = Path(os.environ.get('COCKTAIL_SG3_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan3'))
-CONFIGS = ['t32', 'r32cond']
-WS_TOL = (1e-5, 1e-5)
-IMG_TOL = (1e-4, 1e-4)
+CONFIGS = ['t32', 'r32cond']                # the alias-free ones (sg2cond32: test_stylegan3_sg2.py)
+
+pytestmark = pytest.mark.usefixtures('one_thread')     # the goldens were computed on one thread
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-_cache = {}
-
-
-def fixture(cfg):
-    """(loaded pickle, manifest, goldens) of one fixture folder, loaded once."""
-    folder = FIXTURES / cfg
-    if not (folder / 'network-snapshot.pkl').is_file():
-        pytest.skip(f'stylegan3 host fixtures not found at {folder} (a clone without ../shared; '
-                    'set COCKTAIL_SG3_FIXTURES)')
-    if cfg not in _cache:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')     # D waits for the stylegan3 repo's StyleGAN2 family
-            data = load_network_pkl(folder / 'network-snapshot.pkl', host='embedded')
-        manifest = json.loads((folder / 'manifest.json').read_text())
-        golden = dict(np.load(folder / 'golden.npz'))
-        _cache[cfg] = data, manifest, golden
-    return _cache[cfg]
-
-
-def max_excess(actual, expected, tol):
-    """How far ``actual`` is outside ``|a - b| <= atol + rtol |b|`` (<= 0: within)."""
-    actual = actual.detach().cpu().numpy()
-    assert actual.shape == expected.shape
-    atol, rtol = tol
-    return float((np.abs(actual - expected) - (atol + rtol * np.abs(expected))).max())
-
-
-def assert_close(actual, expected, tol, what):
-    err = np.abs(actual.detach().cpu().numpy() - expected).max()
-    assert max_excess(actual, expected, tol) <= 0, f'{what}: max abs error {err:.3g} exceeds the tolerance'
+def fixture(folder):
+    """(loaded pickle, manifest, goldens) of one fixture folder, rebuilt by the embedded host
+    (D waits for the stylegan3 repo's StyleGAN2 family there)."""
+    return load_fixture(folder, host='embedded')
 
 
 def inputs(golden):
@@ -80,8 +40,8 @@ def inputs(golden):
 
 @pytest.mark.parametrize('cfg', CONFIGS)
 @pytest.mark.parametrize('key', ['G', 'G_ema'])
-def test_tensors_match_manifest(cfg, key):
-    data, manifest, _ = fixture(cfg)
+def test_tensors_match_manifest(sg3_fixtures_dir, cfg, key):
+    data, manifest, _ = fixture(sg3_fixtures_dir / cfg)
     module = data[key]
     assert isinstance(module, sg3.Generator) and not module.training
     assert not any(p.requires_grad for p in module.parameters())
@@ -93,8 +53,7 @@ def test_tensors_match_manifest(cfg, key):
         value = state[t['name']]
         assert list(value.shape) == t['shape'] and value.dtype == torch.float32, t['name']
         assert ('parameter' if t['name'] in params else 'buffer') == t['kind'], t['name']
-        digest = hashlib.sha256(value.contiguous().numpy().astype('<f4').tobytes()).hexdigest()
-        assert digest == t['sha256'], f"{t['name']}: tensor bytes differ from the host's"
+        assert tensor_sha256(value) == t['sha256'], f"{t['name']}: tensor bytes differ from the host's"
     for name in manifest[key]['none_buffers']:       # ToRGB's filters: None buffers, as the host's
         owner, _, leaf = name.rpartition('.')
         buffers = module.get_submodule(owner)._buffers
@@ -125,8 +84,8 @@ def _design(layer):
 
 
 @pytest.mark.parametrize('cfg', CONFIGS)
-def test_layer_design_matches_manifest(cfg):
-    data, manifest, golden = fixture(cfg)
+def test_layer_design_matches_manifest(sg3_fixtures_dir, cfg):
+    data, manifest, golden = fixture(sg3_fixtures_dir / cfg)
     want = manifest['sg3_synthesis']
     syn = data['G_ema'].synthesis
     assert syn.layer_names == [layer['name'] for layer in want['layers']]
@@ -155,10 +114,10 @@ def test_layer_design_matches_manifest(cfg):
 
 
 @pytest.mark.parametrize('cfg', CONFIGS)
-def test_fresh_construction_reproduces_host_buffers(cfg):
+def test_fresh_construction_reproduces_host_buffers(sg3_fixtures_dir, cfg):
     """Built from the stored kwargs, the filters are the host's (kaiser sinc / jinc design and
     orientation), and under the host's construction seed so are the Fourier features."""
-    data, manifest, golden = fixture(cfg)
+    data, manifest, golden = fixture(sg3_fixtures_dir / cfg)
     torch.manual_seed(manifest['seeds']['G_init'])
     fresh = sg3.Generator(*data['G']._init_args, **data['G']._init_kwargs)
     np.testing.assert_array_equal(fresh.synthesis.input.freqs.numpy(), golden['input_freqs'])
@@ -176,8 +135,8 @@ def test_fresh_construction_reproduces_host_buffers(cfg):
 # --- Goldens. --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('cfg', CONFIGS)
-def test_goldens(cfg):
-    data, _, g = fixture(cfg)
+def test_goldens(sg3_fixtures_dir, cfg):
+    data, _, g = fixture(sg3_fixtures_dir / cfg)
     G, G_ema = data['G'], data['G_ema']
     z, c = inputs(g)
     with torch.no_grad():
@@ -186,21 +145,21 @@ def test_goldens(cfg):
         assert_close(G_ema.mapping(z, c, truncation_psi=0.7), g['ws_psi07'], WS_TOL, 'ws_psi07')
         assert_close(G_ema.mapping.w_avg, g['w_avg'], WS_TOL, 'w_avg')
         img = G_ema.synthesis(torch.from_numpy(g['ws_psi1']), noise_mode='const')
-        assert_close(img, g['img_const'], IMG_TOL, 'img_const')
-        assert_close(G_ema(z, c, truncation_psi=1, noise_mode='const'), g['img_psi1'], IMG_TOL, 'img_psi1')
-        assert_close(G_ema(z, c, truncation_psi=0.7, noise_mode='const'), g['img_psi07'], IMG_TOL, 'img_psi07')
-        assert_close(G(z, c, truncation_psi=1, noise_mode='const'), g['img_G'], IMG_TOL, 'img_G')
+        assert_close(img, g['img_const'], FP32_TOL, 'img_const')
+        assert_close(G_ema(z, c, truncation_psi=1, noise_mode='const'), g['img_psi1'], FP32_TOL, 'img_psi1')
+        assert_close(G_ema(z, c, truncation_psi=0.7, noise_mode='const'), g['img_psi07'], FP32_TOL, 'img_psi07')
+        assert_close(G(z, c, truncation_psi=1, noise_mode='const'), g['img_G'], FP32_TOL, 'img_G')
         # gen_images.py --translate/--rotate: the inverse transform goes into the input's buffer.
         moved = copy.deepcopy(G_ema)
         moved.synthesis.input.transform.copy_(torch.from_numpy(g['input_transform']))
-        assert_close(moved.synthesis(torch.from_numpy(g['ws_psi1'])), g['img_transform'], IMG_TOL, 'img_transform')
+        assert_close(moved.synthesis(torch.from_numpy(g['ws_psi1'])), g['img_transform'], FP32_TOL, 'img_transform')
     np.testing.assert_array_equal(G_ema.synthesis.input.freqs.numpy(), g['input_freqs'])
     np.testing.assert_array_equal(G_ema.synthesis.input.phases.numpy(), g['input_phases'])
 
 
-def test_goldens_bite():
+def test_goldens_bite(sg3_fixtures_dir):
     """The golden checks catch the typical mistakes the fixtures' README lists."""
-    data, _, g = fixture('t32')
+    data, _, g = fixture(sg3_fixtures_dir / 't32')
     ws = torch.from_numpy(g['ws_psi1'])
     transform = torch.from_numpy(g['input_transform'])
 
@@ -211,7 +170,7 @@ def test_goldens_bite():
         if transform is not None:
             G.synthesis.input.transform.copy_(transform)
         with torch.no_grad():
-            return max_excess(G.synthesis(ws), g[key], IMG_TOL)
+            return max_excess(G.synthesis(ws), g[key], FP32_TOL)
 
     def no_magnitude_ema(s):
         for n in s.layer_names:
@@ -236,8 +195,8 @@ def test_goldens_bite():
 
 
 @pytest.mark.parametrize('cfg', CONFIGS)
-def test_noise_mode_is_inert(cfg):
-    data, _, g = fixture(cfg)
+def test_noise_mode_is_inert(sg3_fixtures_dir, cfg):
+    data, _, g = fixture(sg3_fixtures_dir / cfg)
     ws = torch.from_numpy(g['ws_psi1'])[:1]
     with torch.no_grad():
         outs = [data['G_ema'].synthesis(ws, noise_mode=m) for m in ('random', 'const', 'none')]
@@ -249,10 +208,10 @@ def test_noise_mode_is_inert(cfg):
 # --- EMAs. -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('cfg', CONFIGS)
-def test_magnitude_ema_calibration_reproduces_host(cfg):
+def test_magnitude_ema_calibration_reproduces_host(sg3_fixtures_dir, cfg):
     """The fixtures' calibration (README, Weights step 3) run through our update path gives the
     host's magnitude_ema values: our layers see the host's inputs."""
-    data, manifest, _ = fixture(cfg)
+    data, manifest, _ = fixture(sg3_fixtures_dir / cfg)
     G = copy.deepcopy(data['G'])
     torch.manual_seed(manifest['seeds']['magnitude_ema_calibration'])
     z = torch.randn([8, G.z_dim])
@@ -270,9 +229,9 @@ def test_magnitude_ema_calibration_reproduces_host(cfg):
     np.testing.assert_allclose(got, manifest['perturbation']['magnitude_ema']['values_G'], rtol=1e-5, atol=0)
 
 
-def test_update_emas():
+def test_update_emas(sg3_fixtures_dir):
     """magnitude_ema and w_avg move only with update_emas=True, by one lerp step each."""
-    data, _, g = fixture('t32')
+    data, _, g = fixture(sg3_fixtures_dir / 't32')
     G = copy.deepcopy(data['G_ema'])
     z, c = inputs(g)
     before = {k: v.clone() for k, v in G.state_dict().items()}
@@ -314,8 +273,8 @@ def test_registered_in_embedded_host():
 
 
 @pytest.mark.parametrize('cfg', CONFIGS)
-def test_save_round_trip(cfg):
-    data, manifest, g = fixture(cfg)
+def test_save_round_trip(sg3_fixtures_dir, cfg):
+    data, manifest, g = fixture(sg3_fixtures_dir / cfg)
     blob = dumps_network_pkl({'G': data['G'], 'G_ema': data['G_ema'],
                               'training_set_kwargs': data['training_set_kwargs']})
     back = load_network_pkl(io.BytesIO(blob), host='embedded')
@@ -460,10 +419,9 @@ def test_filtered_lrelu_rejects_bad_arguments():
         filtered_lrelu(x[0])
 
 
-def test_inspect_describes_alias_free():
+def test_inspect_describes_alias_free(sg3_fixtures_dir):
     from plugin.inspect_pkl import describe, format_description
-    fixture('r32cond')
-    info = describe(FIXTURES / 'r32cond' / 'network-snapshot.pkl')
+    info = describe(sg3_fixtures_dir / 'r32cond' / 'network-snapshot.pkl')
     entry = info['entries']['G_ema']
     assert entry['rebuilt'] and entry['alias_free'] == 'stylegan3-r' and entry['num_ws'] == 16
     assert 'alias-free (stylegan3-r): 15 layers' in format_description(info)

@@ -8,18 +8,14 @@ README lists the facts; ``COCKTAIL_SG3_FIXTURES`` points elsewhere, and a clone 
 ``legacy.load_network_pkl`` on our snapshots.
 """
 import copy
-import hashlib
 import io
-import json
 import os
 import pickle
 import subprocess
 import sys
 import types
 import warnings
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -28,57 +24,19 @@ from plugin.easydict import EasyDict
 from plugin.hosts.embedded import networks_stylegan2 as sg2
 from plugin.persistence import constructor_kwargs
 from plugin.pickles import PersistentRecord, detect_family
+from tests.helpers import REPO, SG3_FIXTURE_CONFIGS, run_plugin_cli
+from tests.helpers.goldens import FP32_TOL, WS_TOL, assert_close, load_fixture, tensor_sha256
 
-REPO = Path(__file__).resolve().parents[3]
-FIXTURES = Path(os.environ.get('COCKTAIL_SG3_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan3'))
-CONFIGS = ['t32', 'r32cond', 'sg2cond32']
 FAMILY = 'stylegan3.networks_stylegan2'
 HOST_CHECKOUT = os.environ.get('COCKTAIL_TEST_SG3_HOST')
 
-FP32_TOL = dict(atol=1e-4, rtol=1e-4)
-WS_TOL = dict(atol=1e-5, rtol=1e-5)
-
-_cache = {}
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)            # the goldens were computed on one thread
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope='session')
-def sg3_dir():
-    if not all((FIXTURES / cfg / 'network-snapshot.pkl').is_file() for cfg in CONFIGS):
-        # A plain clone has no ../shared: these tests need pickles written by the real stylegan3 repo.
-        pytest.skip(f'stylegan3 fixtures not found at {FIXTURES} (a clone without ../shared; set '
-                    'COCKTAIL_SG3_FIXTURES)')
-    return FIXTURES
+pytestmark = pytest.mark.usefixtures('one_thread')     # the goldens were computed on one thread
 
 
 def load_quiet(path, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')     # t32/r32cond: G and the augment pipe may be kept as data
         return load_network_pkl(path, **kw)
-
-
-def load(fixtures_dir, cfg):
-    if cfg not in _cache:
-        data = load_quiet(fixtures_dir / cfg / 'network-snapshot.pkl')
-        manifest = json.loads((fixtures_dir / cfg / 'manifest.json').read_text())
-        golden = dict(np.load(fixtures_dir / cfg / 'golden.npz'))
-        _cache[cfg] = data, manifest, golden
-    return _cache[cfg]
-
-
-def assert_close(actual, expected, tol, what):
-    actual = actual.detach().cpu().numpy()
-    assert actual.shape == expected.shape, what
-    err = np.abs(actual - expected)
-    limit = tol['atol'] + tol['rtol'] * np.abs(expected)
-    assert (err <= limit).all(), f'{what}: max abs error {err.max():.3g} exceeds tolerance'
 
 
 def named_tensors(value):
@@ -90,10 +48,6 @@ def named_tensors(value):
     return {n: (t, kinds.get(n, 'buffer')) for n, t in value.state_dict().items()}
 
 
-def sha256(t):
-    return hashlib.sha256(t.detach().contiguous().numpy().astype('<f4').tobytes()).hexdigest()
-
-
 def records(value):
     """Every persistent record in ``value``, nested ones included."""
     if isinstance(value, PersistentRecord):
@@ -102,10 +56,10 @@ def records(value):
             yield from records(child)
 
 
-@pytest.mark.parametrize('cfg', CONFIGS)
+@pytest.mark.parametrize('cfg', SG3_FIXTURE_CONFIGS)
 @pytest.mark.parametrize('key', ['G', 'G_ema', 'D'])
-def test_tensors_match_manifest(sg3_dir, cfg, key):
-    data, manifest, _ = load(sg3_dir, cfg)
+def test_tensors_match_manifest(sg3_fixtures_dir, cfg, key):
+    data, manifest, _ = load_fixture(sg3_fixtures_dir / cfg)
     tensors = named_tensors(data[key])
     expected = manifest[key]['tensors']
     assert list(tensors) == [t['name'] for t in expected], 'state_dict names or order differ'
@@ -113,12 +67,12 @@ def test_tensors_match_manifest(sg3_dir, cfg, key):
         value, kind = tensors[t['name']]
         assert list(value.shape) == t['shape'], t['name']
         assert kind == t['kind'], t['name']
-        assert sha256(value) == t['sha256'], f"{t['name']}: tensor bytes differ from the host's"
+        assert tensor_sha256(value) == t['sha256'], f"{t['name']}: tensor bytes differ from the host's"
 
 
-@pytest.mark.parametrize('cfg', CONFIGS)
-def test_networks_of_the_stylegan2_module_are_rebuilt_as_its_classes(sg3_dir, cfg):
-    data, manifest, _ = load(sg3_dir, cfg)
+@pytest.mark.parametrize('cfg', SG3_FIXTURE_CONFIGS)
+def test_networks_of_the_stylegan2_module_are_rebuilt_as_its_classes(sg3_fixtures_dir, cfg):
+    data, manifest, _ = load_fixture(sg3_fixtures_dir / cfg)
     for key in ('G', 'G_ema', 'D'):
         host_path = manifest[key]['class_name']
         if not host_path.startswith('training.networks_stylegan2.'):
@@ -131,8 +85,8 @@ def test_networks_of_the_stylegan2_module_are_rebuilt_as_its_classes(sg3_dir, cf
     assert data['training_set_kwargs'] == manifest['pickle']['training_set_kwargs']
 
 
-def test_the_family_is_told_apart_from_stylegan2_ada(sg3_dir):
-    data = load_quiet(sg3_dir / 'sg2cond32' / 'network-snapshot.pkl', rebuild=False)
+def test_the_family_is_told_apart_from_stylegan2_ada(sg3_fixtures_dir):
+    data = load_quiet(sg3_fixtures_dir / 'sg2cond32' / 'network-snapshot.pkl', rebuild=False)
     src = data['G'].meta['module_src']
     assert data['G'].family == data['D'].family == FAMILY
     assert {r.family for key in ('G', 'D') for r in records(data[key])} == {FAMILY}
@@ -141,8 +95,8 @@ def test_the_family_is_told_apart_from_stylegan2_ada(sg3_dir):
     assert detect_family(ada) == 'stylegan2.networks'
 
 
-def test_sg2cond32_goldens(sg3_dir):
-    data, _, g = load(sg3_dir, 'sg2cond32')
+def test_sg2cond32_goldens(sg3_fixtures_dir):
+    data, _, g = load_fixture(sg3_fixtures_dir / 'sg2cond32')
     G, G_ema = data['G'], data['G_ema']
     z, c = torch.from_numpy(g['z']), torch.from_numpy(g['c'])
     with torch.no_grad():
@@ -159,9 +113,9 @@ def test_sg2cond32_goldens(sg3_dir):
         assert_close(G_ema(z, c, noise_mode='const', force_fp32=True), g['img_psi1'], FP32_TOL, 'force_fp32')
 
 
-@pytest.mark.parametrize('cfg', CONFIGS)
-def test_discriminator_goldens(sg3_dir, cfg):
-    data, _, g = load(sg3_dir, cfg)
+@pytest.mark.parametrize('cfg', SG3_FIXTURE_CONFIGS)
+def test_discriminator_goldens(sg3_fixtures_dir, cfg):
+    data, _, g = load_fixture(sg3_fixtures_dir / cfg)
     D, c = data['D'], torch.from_numpy(g['c'])
     with torch.no_grad():
         assert_close(D(torch.from_numpy(g['img_const']), c), g['d_fake'], FP32_TOL, 'd_fake')
@@ -169,8 +123,8 @@ def test_discriminator_goldens(sg3_dir, cfg):
         assert_close(D(torch.from_numpy(g['x_rand']), c, update_emas=True), g['d_rand'], FP32_TOL, 'update_emas')
 
 
-def test_w_avg_moves_only_on_update_emas_with_beta_0998(sg3_dir):
-    data, _, g = load(sg3_dir, 'sg2cond32')
+def test_w_avg_moves_only_on_update_emas_with_beta_0998(sg3_fixtures_dir):
+    data, _, g = load_fixture(sg3_fixtures_dir / 'sg2cond32')
     mapping = copy.deepcopy(data['G_ema'].mapping).train()
     z, c = torch.from_numpy(g['z']), torch.from_numpy(g['c'])
     before = mapping.w_avg.clone()
@@ -208,8 +162,8 @@ def test_fused_modconv_default_and_float32_off_cuda(monkeypatch, default):
         assert {dtype for _, dtype in seen} == {torch.float32}      # flagged float16, but on a CPU
 
 
-def test_round_trip_keeps_tensors_and_class_paths(sg3_dir, tmp_path):
-    first, manifest, _ = load(sg3_dir, 'sg2cond32')
+def test_round_trip_keeps_tensors_and_class_paths(sg3_fixtures_dir, tmp_path):
+    first, manifest, _ = load_fixture(sg3_fixtures_dir / 'sg2cond32')
     save_network_pkl(first, tmp_path / 'again.pkl')
     raw = load_quiet(tmp_path / 'again.pkl', rebuild=False)
     host_names = {p.rsplit('.', 1)[-1] for p in manifest['pickle']['persistent_classes']
@@ -253,8 +207,8 @@ def _host_style_load(blob):
     return Unpickler(io.BytesIO(blob)).load()
 
 
-def test_a_host_style_loader_reads_our_snapshot(sg3_dir, tmp_path):
-    first, _, g = load(sg3_dir, 'sg2cond32')
+def test_a_host_style_loader_reads_our_snapshot(sg3_fixtures_dir, tmp_path):
+    first, _, g = load_fixture(sg3_fixtures_dir / 'sg2cond32')
     save_network_pkl({k: first[k] for k in ('G', 'D', 'G_ema', 'training_set_kwargs')}, tmp_path / 's.pkl')
     data = _host_style_load((tmp_path / 's.pkl').read_bytes())
     G, D = data['G_ema'], data['D']
@@ -289,25 +243,20 @@ print(float(np.abs(img.numpy() - g['img_psi07']).max()), float(np.abs(d.numpy() 
 
 
 @pytest.mark.skipif(not HOST_CHECKOUT, reason='set COCKTAIL_TEST_SG3_HOST to a stylegan3 checkout')
-def test_the_stylegan3_repos_own_loader_reads_our_snapshot(sg3_dir, tmp_path):
-    first, _, _ = load(sg3_dir, 'sg2cond32')
+def test_the_stylegan3_repos_own_loader_reads_our_snapshot(sg3_fixtures_dir, tmp_path):
+    first, _, _ = load_fixture(sg3_fixtures_dir / 'sg2cond32')
     save_network_pkl(first, tmp_path / 's.pkl')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
     r = subprocess.run([sys.executable, '-c', _HOST_SCRIPT, HOST_CHECKOUT, str(tmp_path / 's.pkl'),
-                        str(sg3_dir / 'sg2cond32' / 'golden.npz')], capture_output=True, text=True, env=env,
-                       timeout=300)
+                        str(sg3_fixtures_dir / 'sg2cond32' / 'golden.npz')], capture_output=True, text=True,
+                       env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     img_err, d_err = map(float, r.stdout.split())
     assert img_err < 1e-4 and d_err < 1e-4
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, '-m', 'plugin', *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-
-
-def test_cli_inspect(sg3_dir):
-    r = run_cli('inspect', sg3_dir / 'sg2cond32' / 'network-snapshot.pkl')
+def test_cli_inspect(sg3_fixtures_dir):
+    r = run_plugin_cli('inspect', sg3_fixtures_dir / 'sg2cond32' / 'network-snapshot.pkl')
     assert r.returncode == 0, r.stderr
     assert 'cannot rebuild' not in r.stdout
     assert f'G_ema: Generator [{FAMILY}]' in r.stdout and f'D: Discriminator [{FAMILY}]' in r.stdout
@@ -315,10 +264,10 @@ def test_cli_inspect(sg3_dir):
     assert 'channels 4:32 8:32 16:32 32:16' in r.stdout
 
 
-def test_cli_generate(sg3_dir, tmp_path):
+def test_cli_generate(sg3_fixtures_dir, tmp_path):
     from PIL import Image
-    r = run_cli('generate', sg3_dir / 'sg2cond32' / 'network-snapshot.pkl', '--seeds', '0-2', '--class', '1',
-                '--outdir', tmp_path)
+    r = run_plugin_cli('generate', sg3_fixtures_dir / 'sg2cond32' / 'network-snapshot.pkl', '--seeds', '0-2',
+                       '--class', '1', '--outdir', tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.glob('seed*.png')) == ['seed0000.png', 'seed0001.png', 'seed0002.png']
     assert Image.open(tmp_path / 'seed0000.png').size == (32, 32)
