@@ -219,6 +219,24 @@ def test_task_arithmetic_of_fine_tunes_is_the_arithmetic(family, tmp_path):
             torch.testing.assert_close(one[n], a[n], rtol=1e-5, atol=1e-6, msg=n)
 
 
+def test_magnitude_ema_is_merged_by_the_methods_linear_part_and_kept_positive(family, tmp_path):
+    """DARE drops task-vector entries at random: the weights are dropped, the layers' input
+    statistics take the task arithmetic (one number has nothing to sparsify)."""
+    merge_pickles([family['a'], family['b']], tmp_path / 'dare.pkl', 'dare', base=family['parent'], drop=0.5,
+                  **QUIET)
+    got, p, a, b = (state(x) for x in (tmp_path / 'dare.pkl', family['parent'], family['a'], family['b']))
+    ema = [n for n in got if n.endswith('magnitude_ema')]
+    for n in ema:
+        torch.testing.assert_close(got[n], p[n] + 0.5 * (a[n] - p[n]) + 0.5 * (b[n] - p[n]), msg=n)
+    w = 'synthesis.L1_36_16.weight'
+    assert not torch.allclose(got[w], p[w] + 0.5 * (a[w] - p[w]) + 0.5 * (b[w] - p[w]))
+    # Extrapolating far past the parent would make a statistic negative (rsqrt: NaN): kept positive.
+    merge_pickles([family['a']], tmp_path / 'far.pkl', 'task-arithmetic', base=family['parent'], weights=[1.0],
+                  scale=-40.0, **QUIET)
+    far = state(tmp_path / 'far.pkl')
+    assert all(float(far[n]) > 0 for n in ema) and any(float(far[n]) <= 1e-6 for n in ema)
+
+
 def test_different_fourier_features_are_a_one_line_error(family, tmp_path):
     with pytest.raises(MergeError, match='other Fourier features .*fine-tunes of one parent'):
         merge_pickles([family['a'], family['other']], tmp_path / 'x.pkl', 'mean', **QUIET)
