@@ -238,7 +238,7 @@ def test_magnitude_ema_is_merged_by_the_methods_linear_part_and_kept_positive(fa
 
 
 def test_different_fourier_features_are_a_one_line_error(family, tmp_path):
-    with pytest.raises(MergeError, match='other Fourier features .*fine-tunes of one parent'):
+    with pytest.raises(MergeError, match=r'other\.pkl has other Fourier features .*a\.pkl.*fine-tunes of one parent'):
         merge_pickles([family['a'], family['other']], tmp_path / 'x.pkl', 'mean', **QUIET)
     with pytest.raises(MergeError, match='other Fourier features'):
         merge_pickles([family['a']], tmp_path / 'x.pkl', 'task-arithmetic', base=family['other'], **QUIET)
