@@ -162,3 +162,21 @@ def test_sources_of_another_alias_free_design_are_refused(tmp_path, sources):
     other = str(save_network_pkl(dict(training_set_kwargs=None, G=G, D=small_D(0), G_ema=G), tmp_path / 'o.pkl'))
     with pytest.raises(CocktailError, match='another alias-free G design .*output_scale: 0.25 vs 0.5'):
         load_sources([sources[0], other])
+
+
+def test_a_host_written_stylegan3_r_root_widens_keeping_its_classes():
+    """The stylegan3 repo's own -R pickle (conditional, radial filters) as a cocktail root."""
+    from tests.helpers import REPO
+    pkl = REPO.parent / 'shared' / 'fixtures' / 'stylegan3' / 'r32cond' / 'network-snapshot.pkl'
+    if not pkl.is_file():
+        pytest.skip(f'stylegan3 host fixtures not found at {pkl.parent.parent} (a clone without ../shared)')
+    data = load_network_pkl(pkl)
+    G, D = data['G_ema'].eval(), data['D'].eval()
+    G5, D5 = widen_generator(G, 5, 2, exact=False).eval(), widen_discriminator(D, 5, 2, exact=False).eval()
+    z = torch.randn(4, G.z_dim)
+    for k in range(G.c_dim):
+        c_old, c_new = torch.eye(G.c_dim)[[k] * 4], torch.eye(5)[[2 + k] * 4]
+        img = outputs(G, z, c_old)
+        torch.testing.assert_close(outputs(G5, z, c_new), img, rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            torch.testing.assert_close(D5(img, c_new), D(img, c_old), rtol=1e-4, atol=1e-4)
