@@ -37,6 +37,10 @@ class StageError(ValueError):
     """A method's stage cannot be configured as asked."""
 
 
+class MergeError(ValueError):
+    """Networks cannot be merged (averaged) as given."""
+
+
 class CocktailError(ValueError):
     """The sources cannot be merged as given."""
 

@@ -14,9 +14,21 @@ Each method is ``fn(base, models, **params) -> tensor`` for one tensor:
   rescale the survivors by 1/(1 - drop), then task arithmetic. ``drop`` 0 is task arithmetic.
 * ``slerp``: spherical interpolation between ``base`` and one model at ``t``.
 
-Buffers that are not weights (resampling filters, constant noise inputs) are copied from the
-base, not merged: they are constants, and averaging identical constants only adds rounding.
-Unknown parameters are an error, never ignored.
+Buffers that are not weights (resampling filters, constant noise inputs; in alias-free
+StyleGAN3 generators the up/down filters and the Fourier input's ``freqs``, ``phases`` and user
+``transform``) are copied from the base, not merged: they are constants, and averaging
+identical constants only adds rounding. Unknown parameters are an error, never ignored.
+
+Alias-free generators are only merged when every input holds the base's Fourier features
+(``synthesis.input.freqs``/``phases``, compared exactly): those are fixed random draws that
+the layers were trained on, shared by fine-tunes of one parent and by nothing else; otherwise
+``MergeError``. Each layer's ``magnitude_ema`` (the running mean square of its input, which
+the layer divides by) is a statistic, not a weight: it is merged by the method's linear part
+(``mean``: the mean; ``task-arithmetic``, ``ties`` and ``dare``: task arithmetic with the
+same weights and scale, no trimming or dropping, which are meant for many-entry weight
+deltas, not one number; ``slerp``: linear interpolation at ``t``), the first-order estimate of
+the merged layer's input statistic, kept positive. Training the result (the cocktail's merge
+stage) tracks it afresh.
 """
 import copy
 import inspect
@@ -24,7 +36,11 @@ from dataclasses import dataclass
 
 import torch
 
-COPIED_BUFFERS = ('resample_filter', 'noise_const')
+from .errors import MergeError
+from .layouts import fourier_mismatch
+
+COPIED_BUFFERS = ('resample_filter', 'noise_const', 'up_filter', 'down_filter', 'freqs', 'phases', 'transform')
+STATISTICS = ('magnitude_ema',)      # merged by the method's linear part (see above)
 
 
 @dataclass(frozen=True)
@@ -127,18 +143,40 @@ def check_params(method, params):
         raise ValueError(f'merge method {method!r} does not take {", ".join(unknown)} (it takes {takes})')
 
 
+def _statistic(method, base, models, params):
+    """A running statistic (magnitude_ema) merged by the method's linear part, kept positive."""
+    if method == 'slerp':
+        out = torch.lerp(base, models[0], params.get('t', 0.5))
+    elif method == 'mean':
+        out = _mean(base, models)
+    else:
+        weights = params.get('weights')
+        if method == 'ties' and weights is None:
+            weights = [1.0 / len(models)] * len(models)     # TIES averages the (agreeing) task vectors
+        out = _task_arithmetic(base, models, weights, params.get('scale', 1.0))
+    return out.clamp(min=1e-8)
+
+
 def merge_state_dicts(base, others, method='mean', **params):
-    """Merged state dict: every floating tensor merged with ``method``, constants copied."""
+    """Merged state dict: every floating tensor merged with ``method``, constants copied,
+    statistics merged by the method's linear part; ``MergeError`` for alias-free inputs whose
+    Fourier features differ."""
     check_params(method, params)
+    mismatch = fourier_mismatch([base, *others], ['the base'] + [f'model {i + 1}' for i in range(len(others))])
+    if mismatch:
+        raise MergeError(mismatch)
     fn = MERGE_METHODS[method]
     if method == 'dare':
         params = dict(params, generator=torch.Generator().manual_seed(int(params.get('seed', 0))))
     out = {}
     for name, value in base.items():
-        if name.rsplit('.', 1)[-1] in COPIED_BUFFERS or not value.is_floating_point():
+        last = name.rsplit('.', 1)[-1]
+        if last in COPIED_BUFFERS or not value.is_floating_point():
             out[name] = value.clone()
-            continue
-        out[name] = fn(value, [o[name] for o in others], **params)
+        elif last in STATISTICS:
+            out[name] = _statistic(method, value, [o[name] for o in others], params)
+        else:
+            out[name] = fn(value, [o[name] for o in others], **params)
     return out
 
 

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import torch
 
+from .layouts import design_differences
 from .pickles import NetworkPickleError, PersistentRecord, load_network_pkl, save_network_pkl
 
 NETWORK_KEYS = ('G', 'G_ema', 'D')
@@ -67,6 +68,10 @@ def check_same_architecture(paths, generators):
             listed = (missing + shapes)[:6]
             raise NetworkPickleError(f'{path} and {paths[0]} have different architectures: {"; ".join(listed)}'
                                      f'{" ..." if len(missing) + len(shapes) > 6 else ""}')
+        design = design_differences(ref, G)         # alias-free: what the tensor shapes need not show
+        if design:
+            raise NetworkPickleError(f'{path} and {paths[0]} have different alias-free designs: {"; ".join(design[:6])}'
+                                     f'{" ..." if len(design) > 6 else ""}')
 
 
 def replace_tensors(record, tensors):

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from .blend import block_distances, blend_states, check_swap_res, unrelated_warning
+from .errors import MergeError
 from .images import save_image_grid
+from .layouts import fourier_mismatch, swap_resolutions, tensor_resolutions
 from .merging import TASK_VECTOR_METHODS, check_params, merge_state_dicts, method_params
 from .pickles import NetworkPickleError
 from .pkl_edit import Inputs, mean_w, sample
@@ -24,27 +26,32 @@ def blend_pickles(a_path, b_path, out, swap_res, width=0.0, mapping='a', grid=No
     G = inputs.modules[0]['G_ema']
     check_swap_res(swap_res, G.img_resolution)
     a, b = inputs.state_dicts('G_ema')
-    distances = block_distances(a, b)
+    resolution_of = tensor_resolutions(G)
+    distances = block_distances(a, b, resolution_of)
     warning = unrelated_warning(distances)
+    if fourier_mismatch([a, b], ['B', 'A']):
+        warning = ('A and B have different Fourier features (synthesis.input.freqs/phases): they are not fine-tunes '
+                   "of one parent, and each one's layers were trained on its own features; the blend will likely be "
+                   'noise' + (f' ({warning})' if warning else ''))
     if warning:
         log(f'warning: {warning}')
     states = {}
     for key in GENERATORS:
         if key in inputs.keys:
             sa, sb = inputs.state_dicts(key)
-            states[key] = blend_states(sa, sb, swap_res, width, mapping)
+            states[key] = blend_states(sa, sb, swap_res, width, mapping, resolution_of)
     inputs.write(out, states)
     log(f'wrote {out}: blocks up to {swap_res}px from {a_path}, above from {b_path}'
         f'{f", blend width {width}" if width else ""}; mapping from {"A" if mapping == "a" else "B"}; D from A')
     if grid:
-        resolutions = [0] + list(G.synthesis.block_resolutions)
-        rows = [(f'swap-res {r}', blend_states(a, b, r, width, mapping)) for r in resolutions]
+        resolutions = [0] + swap_resolutions(G)
+        rows = [(f'swap-res {r}', blend_states(a, b, r, width, mapping, resolution_of)) for r in resolutions]
         _write_grid(grid, G, rows, seeds, log)
     if gif:
         # A continuous sweep of the swap resolution from "all B" to "all A" (soft, so it moves).
         top = math.log2(G.img_resolution)
         steps = [2 ** (1.5 + (top - 1.5) * i / (GIF_FRAMES - 1)) for i in range(GIF_FRAMES)]
-        frames = [blend_states(a, b, r, max(width, 0.25), mapping) for r in steps]
+        frames = [blend_states(a, b, r, max(width, 0.25), mapping, resolution_of) for r in steps]
         _write_gif(gif, G, frames, seeds, log, 'swap resolution 2.8 px (all B) -> all A')
     return dict(distances=distances, warning=warning)
 
@@ -68,6 +75,9 @@ def merge_pickles(models, out, method, base=None, grid=None, seeds=range(6), log
         log(f'note: --method {method} does not use --base; merging the models only')
     paths = ([base] if uses_base else []) + list(models)
     inputs = Inputs(paths)
+    mismatch = fourier_mismatch(inputs.state_dicts('G_ema'), paths)
+    if mismatch:
+        raise MergeError(mismatch)
     states = {key: _merged(inputs, key, method, params) for key in inputs.keys}
     inputs.write(out, states)
     log(f'wrote {out}: {method} of {len(models)} model(s){" around " + base if uses_base else ""}'

@@ -29,6 +29,14 @@ row times u_i, with u the least-norm solution of u . m_k = sqrt(cmap_dim) for ev
 sum_i out_i m_k,i / sqrt(cmap_dim) is the old logit for any label (more classes than cmap_dim:
 one shared embedding). From conditional: its embedding widens as the generator's.
 
+Both generator layouts of the stylegan3 repo widen the same way: its StyleGAN2
+(``networks_stylegan2``) has stylegan2-ada's mapping, and the alias-free generator's mapping
+embeds the label with an FC c_dim -> w_dim and normalises it exactly as stylegan2-ada does, so
+the label path above is the same; the rebuilt network's fresh Fourier features, filters and
+``magnitude_ema`` are replaced by the original's (every tensor of matching shape is copied), so
+the widened generator keeps the root's features and statistics. The stylegan3 repo's D is its
+StyleGAN2 D.
+
 The fresh weights are drawn from a fixed seed (the caller's RNG untouched): widening G and
 G_ema separately gives them the same label path.
 """

@@ -11,6 +11,7 @@ import os
 import time
 
 from plugin.cli_flags import merge_flags_given, merge_params_given
+from plugin.layouts import fourier_mismatch
 from plugin.metrics.inception import DetectorError, load_detector
 from plugin.pickles import load_network_pkl, save_network_pkl
 from plugin.persistence import constructor_kwargs as module_kwargs
@@ -50,6 +51,13 @@ class CocktailPipeline(StagePipeline):
         self.sources, self.root = sources, sources[root_idx]
         self.log('Sources: ' + ', '.join(f'{s.index}: {s.name} ({s.path}, class{"es" if s.num_classes > 1 else ""} '
                                          f'{_class_range(s)}){" [root]" if s is self.root else ""}' for s in sources))
+        unrelated = [s.name for s in sources if s is not self.root and
+                     fourier_mismatch([self.root.G_ema.state_dict(), s.G_ema.state_dict()], ['', ''])]
+        if unrelated:
+            # Not an error: no stage averages a source itself, only fine-tunes of the root.
+            self.log(f'Sources {", ".join(unrelated)}: other Fourier features than the root {self.root.name} '
+                     '(independently initialised alias-free generators): they are never averaged themselves; '
+                     'rooting fine-tunes the root, whose features every averaged model keeps')
         baseline = self.config.baseline
         if baseline not in BASELINES:
             raise CocktailError(f'--baseline for a cocktail must be one of {", ".join(BASELINES)}')
@@ -188,6 +196,15 @@ class CocktailPipeline(StagePipeline):
         t0 = time.time()
         start = load_network_pkl(self.widened_root())
         models = [load_network_pkl(p) for p in rooted.values()]
+        # Alias-free sources: every rooted model is a fine-tune of the widened root, so it holds
+        # the root's Fourier features; one that does not (a rooting run that did not start from
+        # the root) cannot be averaged with it.
+        for key in ('G', 'G_ema'):
+            mismatch = fourier_mismatch([start[key].state_dict()] + [m[key].state_dict() for m in models],
+                                        [f'the widened root ({key})'] + [f'rooted model {p} ({key})'
+                                                                         for p in rooted.values()])
+            if mismatch:
+                raise CocktailError(f'{mismatch}. The cocktail averages the rooted models, fine-tunes of the root')
         params = self.merge_params
         G = merge_modules(start['G'], [m['G'] for m in models], method, **params)
         D = merge_modules(start['D'], [m['D'] for m in models], method, **params)

@@ -6,6 +6,7 @@ import torch
 
 from training_ext.common.source_pickles import check_distinct_sources, check_same_resolution, load_source, source_labels
 from plugin.errors import CocktailError
+from plugin.layouts import design_differences
 
 
 # Tensors whose shapes depend on the number of classes: allowed to differ between sources.
@@ -68,6 +69,11 @@ def check_compatible(sources):
                 shown = ', '.join(f'{n} {sa.get(n, "missing")} vs {sb.get(n, "missing")}' for n in diff[:8])
                 more = f' (+{len(diff) - 8} more)' if len(diff) > 8 else ''
                 raise CocktailError(f'{s.path} has another {what} architecture than {first.path}: {shown}{more}')
+        design = design_differences(first.G, s.G)      # alias-free: what tensor shapes need not show
+        if design:
+            more = f' (+{len(design) - 8} more)' if len(design) > 8 else ''
+            raise CocktailError(f'{s.path} has another alias-free G design than {first.path}: '
+                                f'{", ".join(design[:8])}{more}')
 
 
 def total_classes(sources):
