@@ -129,3 +129,20 @@ def design_differences(a, b):
     da, db = design(a), design(b)
     return [f'{k}: {da.get(k, "missing")} vs {db.get(k, "missing")}' for k in sorted(set(da) | set(db))
             if da.get(k) != db.get(k)]
+
+
+# A generator's own constructor arguments; the rest of a flattened kwargs dict is its synthesis's.
+_GENERATOR_KEYS = ('class_name', 'z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels', 'mapping_kwargs')
+
+
+def synthesis_class_and_kwargs(G_kwargs):
+    """(class path, kwargs) of the synthesis network of the generator built from ``G_kwargs``
+    (its constructor kwargs with ``class_name``): stylegan2-ada nests them in
+    ``synthesis_kwargs``; the stylegan3 repo's two generators take them flattened. The class
+    is the generator module's own ``SynthesisNetwork``."""
+    module = G_kwargs.get('class_name', 'training.networks.Generator').rsplit('.', 1)[0]
+    if 'synthesis_kwargs' in G_kwargs:
+        kwargs = dict(G_kwargs['synthesis_kwargs'])
+    else:
+        kwargs = {k: v for k, v in G_kwargs.items() if k not in _GENERATOR_KEYS}
+    return f'{module}.SynthesisNetwork', kwargs

@@ -51,6 +51,36 @@ def make_source(path, seed=0, **gkw):
     return str(path)
 
 
+def small_sg3_G(seed=0, c_dim=0, **over):
+    """A tiny alias-free (StyleGAN3-T) generator at 16 px: six layers, 16 channels."""
+    import torch
+
+    from plugin.hosts.embedded import networks_stylegan3 as sg3
+    torch.manual_seed(seed)
+    kw = dict(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+              channel_base=256, channel_max=16, num_layers=6)
+    kw.update(over)
+    return sg3.Generator(**kw)
+
+
+def small_sg3_D(seed=0, c_dim=0):
+    """The stylegan3 repo's StyleGAN2 discriminator (what its train.py pairs with every G), 16 px."""
+    import torch
+
+    from plugin.hosts.embedded import networks_stylegan2 as sg2
+    torch.manual_seed(seed + 100)
+    return sg2.Discriminator(c_dim=c_dim, img_resolution=16, img_channels=3, channel_base=128, channel_max=16,
+                             epilogue_kwargs=dict(mbstd_group_size=2))
+
+
+def make_sg3_source(path, seed=0, c_dim=0):
+    """A tiny stylegan3-t source pickle (G, D, G_ema) in the stylegan3 repo's layout."""
+    from plugin import save_network_pkl
+    G = small_sg3_G(seed, c_dim)
+    save_network_pkl(dict(training_set_kwargs=None, G=G, D=small_sg3_D(seed, c_dim), G_ema=G), path)
+    return str(path)
+
+
 def run_mining(world, name, **over):
     """A tiny MiningPipeline run in ``world['tmp'] / name`` (``world``: a module fixture's dict with
     tmp, target and a source ``a``), ``over`` replacing flags: (pipeline, final pickle, log lines)."""

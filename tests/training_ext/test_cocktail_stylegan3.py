@@ -8,33 +8,19 @@ import torch
 from plugin import load_network_pkl, save_network_pkl
 from plugin.errors import MergeError
 from plugin.hosts.embedded import networks_stylegan2 as sg2
-from plugin.hosts.embedded import networks_stylegan3 as sg3
 from plugin.widen import widen_discriminator, widen_generator
 from training_ext.cocktail.merge import merge_modules
 from training_ext.cocktail.pipeline import CocktailPipeline
 from training_ext.cocktail.sources import CocktailError, load_sources
+from tests.helpers import small_sg3_D, small_sg3_G
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-
-def sg3_G(seed=0, c_dim=0, **over):
-    torch.manual_seed(seed)
-    kw = dict(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
-              channel_base=256, channel_max=16, num_layers=6)
-    kw.update(over)
-    return sg3.Generator(**kw)
 
 
 def sg2_G(seed=0, c_dim=0):
     torch.manual_seed(seed)
     return sg2.Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
                          mapping_kwargs=dict(num_layers=2), channel_base=128, channel_max=16)
-
-
-def small_D(seed=0, c_dim=0):
-    torch.manual_seed(seed + 100)
-    return sg2.Discriminator(c_dim=c_dim, img_resolution=16, img_channels=3, channel_base=128, channel_max=16,
-                             epilogue_kwargs=dict(mbstd_group_size=2))
 
 
 def perturbed(module, seed, amount=0.1):
@@ -58,9 +44,9 @@ def outputs(G, z, c):
 
 # --- widening ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('make_G', [sg3_G, sg2_G], ids=['stylegan3', 'networks_stylegan2'])
+@pytest.mark.parametrize('make_G', [small_sg3_G, sg2_G], ids=['stylegan3', 'networks_stylegan2'])
 def test_widening_an_unconditional_root_preserves_it_for_every_class(make_G):
-    G, D = perturbed(make_G(1), 2).eval(), small_D(1).eval()
+    G, D = perturbed(make_G(1), 2).eval(), small_sg3_D(1).eval()
     G3, D3 = widen_generator(G, 3).eval(), widen_discriminator(D, 3).eval()
     assert G3.c_dim == D3.c_dim == 3 and type(G3) is type(G)
     if hasattr(G.synthesis, 'input'):          # the Fourier features and statistics are the root's
@@ -75,10 +61,10 @@ def test_widening_an_unconditional_root_preserves_it_for_every_class(make_G):
             torch.testing.assert_close(D3(img, c), D(img, None), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('make_G', [sg3_G, sg2_G], ids=['stylegan3', 'networks_stylegan2'])
+@pytest.mark.parametrize('make_G', [small_sg3_G, sg2_G], ids=['stylegan3', 'networks_stylegan2'])
 @pytest.mark.parametrize('c_dim', [0, 2])
 def test_the_cocktails_widening_keeps_the_roots_classes_and_perturbs_the_others(make_G, c_dim):
-    G, D = perturbed(make_G(3, c_dim=c_dim), 4).eval(), small_D(3, c_dim=c_dim).eval()
+    G, D = perturbed(make_G(3, c_dim=c_dim), 4).eval(), small_sg3_D(3, c_dim=c_dim).eval()
     G4, D4 = widen_generator(G, 4, 1, exact=False).eval(), widen_discriminator(D, 4, 1, exact=False).eval()
     z = torch.randn(8, 16)
     own = range(1, 1 + max(c_dim, 1))
@@ -96,7 +82,7 @@ def test_the_cocktails_widening_keeps_the_roots_classes_and_perturbs_the_others(
 # --- averaging --------------------------------------------------------------------------------
 
 def test_averaging_fine_tunes_of_the_widened_root_is_the_arithmetic_mean():
-    root = widen_generator(sg3_G(0), 3, 0, exact=False)
+    root = widen_generator(small_sg3_G(0), 3, 0, exact=False)
     tunes = [perturbed(root, s) for s in (1, 2)]
     merged = merge_modules(root, tunes, 'mean').state_dict()
     sds = [root.state_dict()] + [t.state_dict() for t in tunes]
@@ -106,7 +92,7 @@ def test_averaging_fine_tunes_of_the_widened_root_is_the_arithmetic_mean():
         else:                                           # weights, w_avg and magnitude_ema: the mean
             torch.testing.assert_close(v, sum(sd[n] for sd in sds) / 3, rtol=0, atol=1e-6, msg=n)
     with pytest.raises(MergeError, match='model 1 has other Fourier features'):
-        merge_modules(root, [widen_generator(sg3_G(7), 3, 0, exact=False)], 'mean')
+        merge_modules(root, [widen_generator(small_sg3_G(7), 3, 0, exact=False)], 'mean')
 
 
 # --- the pipeline -----------------------------------------------------------------------------
@@ -116,8 +102,8 @@ def sources(tmp_path):
     """Two unrelated alias-free sources (each its own Fourier features) with the repo's D."""
     paths = []
     for i in range(2):
-        G = sg3_G(10 + i)
-        paths.append(str(save_network_pkl(dict(training_set_kwargs=None, G=G, D=small_D(i), G_ema=G),
+        G = small_sg3_G(10 + i)
+        paths.append(str(save_network_pkl(dict(training_set_kwargs=None, G=G, D=small_sg3_D(i), G_ema=G),
                                           tmp_path / f'src{i}.pkl')))
     return paths
 
@@ -146,8 +132,8 @@ def test_the_averaging_stage_refuses_a_model_that_is_no_fine_tune_of_the_root(tm
     """A rooted model with other Fourier features (a rooting run that did not start from the
     widened root) is a one-line error before anything is averaged."""
     def unrelated_rooting(self, source):
-        G = widen_generator(sg3_G(20), 2, 0, exact=False)
-        D = widen_discriminator(small_D(0), 2, 0, exact=False)
+        G = widen_generator(small_sg3_G(20), 2, 0, exact=False)
+        D = widen_discriminator(small_sg3_D(0), 2, 0, exact=False)
         return str(save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), tmp_path / 'rooted.pkl'))
     monkeypatch.setattr(CocktailPipeline, 'rooting', unrelated_rooting)
     with pytest.raises(CocktailError) as e:
@@ -158,8 +144,8 @@ def test_the_averaging_stage_refuses_a_model_that_is_no_fine_tune_of_the_root(tm
 
 
 def test_sources_of_another_alias_free_design_are_refused(tmp_path, sources):
-    G = sg3_G(12, output_scale=0.5)
-    other = str(save_network_pkl(dict(training_set_kwargs=None, G=G, D=small_D(0), G_ema=G), tmp_path / 'o.pkl'))
+    G = small_sg3_G(12, output_scale=0.5)
+    other = str(save_network_pkl(dict(training_set_kwargs=None, G=G, D=small_sg3_D(0), G_ema=G), tmp_path / 'o.pkl'))
     with pytest.raises(CocktailError, match='another alias-free G design .*output_scale: 0.25 vs 0.5'):
         load_sources([sources[0], other])
 

@@ -15,6 +15,7 @@ D's blocks above R (frozen), the adapter, and the trained blocks from R down.
 import torch
 
 from plugin.hosts import active_host
+from plugin.layouts import synthesis_class_and_kwargs
 from plugin.persistence import persistent_class
 from training_ext.common.freezing import gradient_masks, register_gradient_masks
 
@@ -117,16 +118,18 @@ class BypassGenerator(torch.nn.Module):
     """frozen source synthesis o trained latent generator, sampled as ``G(z, c)``."""
 
     def __init__(self,
-        source_kwargs,  # Source generator's kwargs (w_dim, img_resolution, img_channels, synthesis_kwargs).
+        source_kwargs,  # Source generator's constructor kwargs with class_name (its synthesis is rebuilt).
         latent_kwargs,  # For LatentMapping (z_dim, mode, hidden).
     ):
         super().__init__()
         src = dict(source_kwargs)
         self.c_dim = 0
         self.w_dim, self.img_resolution, self.img_channels = src['w_dim'], src['img_resolution'], src['img_channels']
+        # The source's own synthesis class: a StyleGAN2 one, or the stylegan3 repo's (both families).
+        synthesis_class, synthesis_kwargs = synthesis_class_and_kwargs(src)
         self.synthesis = active_host().construct_class_by_name(
-            'training.networks.SynthesisNetwork', w_dim=self.w_dim, img_resolution=self.img_resolution,
-            img_channels=self.img_channels, **src.get('synthesis_kwargs', {}))
+            synthesis_class, w_dim=self.w_dim, img_resolution=self.img_resolution,
+            img_channels=self.img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
         self.mapping = LatentMapping(w_dim=self.w_dim, num_ws=self.num_ws, **latent_kwargs)
         self.z_dim = self.mapping.z_dim

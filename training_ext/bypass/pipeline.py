@@ -22,6 +22,7 @@ import torch
 
 from plugin import run_options
 from plugin.hosts import active_host
+from plugin.layouts import is_alias_free
 from plugin.devices import choose_device
 from plugin.files import snapshot_name
 from plugin.images import save_image_grid
@@ -123,6 +124,10 @@ class BypassPipeline(StagePipeline):
         if res != self.G_src.img_resolution:
             raise BypassError(f'the target images are {res}px but {self.source_path} generates '
                               f'{self.G_src.img_resolution}px')
+        if isinstance(self.mode, int) and is_alias_free(self.G_src):
+            raise BypassError(f'--bypass {self.mode} splits a StyleGAN2 generator between its resolution blocks; '
+                              f'{self.source_path} is alias-free (StyleGAN3), whose layers all run above the '
+                              'first sampling rate with no block to split at: use --bypass w or wplus')
         if isinstance(self.mode, int):
             try:
                 check_split_resolution(self.G_src.img_resolution, self.mode)
