@@ -243,12 +243,15 @@ print(float(np.abs(img.numpy() - g['img_psi07']).max()), float(np.abs(d.numpy() 
 
 
 @pytest.mark.skipif(not HOST_CHECKOUT, reason='set COCKTAIL_TEST_SG3_HOST to a stylegan3 checkout')
-def test_the_stylegan3_repos_own_loader_reads_our_snapshot(sg3_fixtures_dir, tmp_path):
-    first, _, _ = load_fixture(sg3_fixtures_dir / 'sg2cond32')
+@pytest.mark.parametrize('cfg', ['sg2cond32', 't32', 'r32cond'])
+def test_the_stylegan3_repos_own_loader_reads_our_snapshot(sg3_fixtures_dir, tmp_path, cfg):
+    """Our snapshot of each fixture (the alias-free G of t32/r32cond too), read by the checkout's
+    legacy.load_network_pkl with the plugin importable, reproduces the host's goldens."""
+    first, _, _ = load_fixture(sg3_fixtures_dir / cfg)
     save_network_pkl(first, tmp_path / 's.pkl')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
     r = subprocess.run([sys.executable, '-c', _HOST_SCRIPT, HOST_CHECKOUT, str(tmp_path / 's.pkl'),
-                        str(sg3_fixtures_dir / 'sg2cond32' / 'golden.npz')], capture_output=True, text=True,
+                        str(sg3_fixtures_dir / cfg / 'golden.npz')], capture_output=True, text=True,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     img_err, d_err = map(float, r.stdout.split())
