@@ -1,7 +1,7 @@
 """Fixtures shared by every test module (plain helpers live in ``tests.helpers``)."""
 import pytest
 
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, SG3_FIXTURE_CONFIGS, SG3_FIXTURES
 
 
 @pytest.fixture(scope='session')
@@ -10,6 +10,15 @@ def fixtures_dir():
         # A plain clone has no ../shared: these tests need pickles written by the real host.
         pytest.skip(f'host fixtures not found at {FIXTURES} (a clone without ../shared; set COCKTAIL_FIXTURES)')
     return FIXTURES
+
+
+@pytest.fixture(scope='session')
+def sg3_fixtures_dir():
+    if not all((SG3_FIXTURES / cfg / 'network-snapshot.pkl').is_file() for cfg in SG3_FIXTURE_CONFIGS):
+        # A plain clone has no ../shared: these tests need pickles written by the stylegan3 repo.
+        pytest.skip(f'stylegan3 fixtures not found at {SG3_FIXTURES} (a clone without ../shared; set '
+                    'COCKTAIL_SG3_FIXTURES)')
+    return SG3_FIXTURES
 
 
 @pytest.fixture(scope='module')

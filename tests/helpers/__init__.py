@@ -9,6 +9,11 @@ REPO = Path(__file__).resolve().parents[2]
 # Pickles written by the real hosts; a plain clone has no ../shared (those tests skip).
 FIXTURES = Path(os.environ.get('COCKTAIL_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan2-ada'))
 FIXTURE_CONFIGS = ['uncond32', 'cond32', 'uncond64']
+# Pickles written by the stylegan3 repo (see their README); COCKTAIL_SG3_FIXTURES points elsewhere.
+SG3_FIXTURES = Path(os.environ.get('COCKTAIL_SG3_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan3'))
+SG3_FIXTURE_CONFIGS = ['t32', 'r32cond', 'sg2cond32']
+# A stylegan3 checkout (tests of --host PATH with one run only when it is named).
+SG3_HOST = os.environ.get('COCKTAIL_TEST_SG3_HOST')
 
 
 def small_G_kwargs(**over):
