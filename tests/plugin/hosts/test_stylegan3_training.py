@@ -137,6 +137,11 @@ def test_network_flags_with_a_resume_pickle_are_an_error(sg3_fixtures_dir, data3
     with pytest.warns(UserWarning, match='inert data'):
         _, args = run_options.build(dict(BASE, data=str(data32[1]), cfg='resume', resume=pkl, glr=0.001))
     assert args.G_opt_kwargs.lr == 0.001 and args.G_reg_interval is None and args.loss_kwargs.pl_weight == 0
+    with pytest.warns(UserWarning, match='inert data'):      # -r: as its train.py, no blur ramp-up on resume
+        _, args = run_options.build(dict(BASE, data=str(data32[3]), cond=True, cfg='resume',
+                                         resume=str(sg3_fixtures_dir / 'r32cond' / 'network-snapshot.pkl')))
+    assert (args.loss_kwargs.blur_init_sigma, args.loss_kwargs.blur_fade_kimg) == (0, 4 * 200 / 32)
+    assert args.ada_kimg == 100 and args.ema_rampup is None
 
 
 # -- the loss calls each family the way its repo does ----------------------------------------------
