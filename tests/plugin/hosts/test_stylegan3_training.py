@@ -20,6 +20,7 @@ from plugin.hosts.embedded import EmbeddedHost
 from plugin.hosts.embedded.loss import StyleGAN2Loss, blur
 from plugin.hosts.embedded.training_loop import DEFAULTS, TrainingRun
 from plugin.persistence import constructor_kwargs
+from tests.helpers import SG3_HOST
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -274,3 +275,101 @@ def load_quiet(path):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return load_network_pkl(path)
+
+
+# -- --host PATH: a stylegan3 checkout (COCKTAIL_TEST_SG3_HOST) ---------------------------------------
+# Each run is its own process (one checkout per process; a stylegan2-ada checkout may be tested
+# in this one). The host's ops import pkg_resources, which setuptools >= 81 lacks, and its loop
+# psutil: stand-ins where they are missing, as a user's environment has the real ones.
+_HOST_CLI = '''
+import runpy, sys, types
+try:
+    import pkg_resources  # noqa: F401
+except ImportError:
+    import packaging.version
+    sys.modules['pkg_resources'] = types.SimpleNamespace(parse_version=packaging.version.parse)
+try:
+    import psutil  # noqa: F401
+except ImportError:
+    import resource
+    class Process:
+        def __init__(self, pid=None):
+            pass
+        def memory_info(self):
+            return types.SimpleNamespace(rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    sys.modules['psutil'] = types.SimpleNamespace(Process=Process)
+import torch
+torch.set_num_threads(1)
+if sys.argv[1] == '--train':        # run_options + launch, as train_cocktail.py, with a fractional kimg
+    import json
+    from plugin import hosts, launch, run_options
+    hosts.set_active_host(sys.argv[2])
+    outdir, flags = sys.argv[3], json.loads(sys.argv[4])
+    desc, args = run_options.build(flags)
+    args.total_kimg, args.kimg_per_tick = 0.008, 0.004          # 2 steps of 4, one tick each
+    args.run_dir = launch.next_run_dir(outdir, desc)
+    print('SNAPSHOT', launch.launch(args))
+else:
+    sys.argv = ['train_cocktail.py'] + sys.argv[1:]
+    runpy.run_path('train_cocktail.py', run_name='__main__')
+'''
+
+
+def _host_process(*argv):
+    import os
+    import subprocess
+    import sys
+    from tests.helpers import REPO
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, '-c', _HOST_CLI, *map(str, argv)], cwd=REPO, capture_output=True,
+                          text=True, timeout=900, env=env)
+
+
+def host_cli(*argv):
+    """train_cocktail.py --host CHECKOUT ARGV..."""
+    return _host_process('--host', SG3_HOST, *argv)
+
+
+def host_train(outdir, **flags):
+    """Two steps of batch 4 in the checkout's loop; the last snapshot's path."""
+    r = _host_process('--train', SG3_HOST, outdir, json.dumps(dict(BASE, **flags)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'Setting up training phases...' in r.stdout          # the stylegan3 repo's loop, not ours
+    from pathlib import Path
+    return Path(r.stdout.split('SNAPSHOT ')[-1].strip())
+
+
+sg3_host = pytest.mark.skipif(not SG3_HOST, reason='set COCKTAIL_TEST_SG3_HOST to a stylegan3 checkout')
+
+
+@sg3_host
+def test_a_stylegan3_checkout_trains_stylegan3_t_in_its_own_loop(tmp_path, data16):
+    snapshot = host_train(tmp_path, **dict(TINY_SG3, data=str(data16), cfg='stylegan3-t'))
+    raw = snapshot.read_bytes()
+    assert b'_reconstruct_persistent_obj' in raw and b'class SynthesisInput' in raw    # the host's own layout
+    data = load_network_pkl(snapshot)                 # read back here: rebuilt as the embedded classes
+    G = data['G']
+    assert type(G).__module__ == 'plugin.hosts.embedded.networks_stylegan3'
+    assert constructor_kwargs(G)['channel_base'] == 128 and G.mapping.w_avg.abs().sum() > 0
+    assert all(float(b) != 1 for n, b in G.named_buffers() if n.endswith('magnitude_ema'))
+
+
+@sg3_host
+def test_a_stylegan3_checkout_reads_cfg_stylegan2_as_its_own_and_refuses_stylegan2_ada_configs(tmp_path, data16):
+    r = host_cli('--outdir', tmp_path, '--data', data16, '--cfg', 'stylegan2', '--batch', 4, '--gamma', 1, '-n')
+    assert r.returncode == 0, r.stderr[-3000:]
+    options = json.loads(r.stdout[r.stdout.index('{'):r.stdout.rindex('}') + 1])
+    assert options['G_kwargs']['class_name'] == 'training.networks_stylegan2.Generator'
+    assert options['G_kwargs']['mapping_kwargs'] == {'num_layers': 8} and options['G_reg_interval'] == 4
+    r = host_cli('--outdir', tmp_path, '--data', data16, '--cfg', 'paper256', '-n')
+    assert r.returncode == 1 and r.stderr.startswith('error: --cfg paper256: a stylegan2-ada-pytorch config')
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@sg3_host
+def test_a_stylegan3_checkout_resumes_the_t32_fixture(sg3_fixtures_dir, tmp_path, data32):
+    snapshot = host_train(tmp_path, data=str(data32[1]), cfg='resume',
+                          resume=str(sg3_fixtures_dir / 't32' / 'network-snapshot.pkl'))
+    data, fixture = load_network_pkl(snapshot), load_quiet(sg3_fixtures_dir / 't32' / 'network-snapshot.pkl')
+    assert constructor_kwargs(data['G']) == constructor_kwargs(fixture['G'])
+    assert not torch.equal(data['G'].mapping.fc0.weight, fixture['G'].mapping.fc0.weight)
