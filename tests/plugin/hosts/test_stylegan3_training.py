@@ -130,6 +130,24 @@ def test_a_flag_without_meaning_for_the_config_is_a_one_line_error(data16, flags
     assert '\n' not in str(e.value)
 
 
+@pytest.mark.parametrize('repo,cfg,outcome', [
+    ('stylegan3', 'stylegan2', 'training.networks_stylegan2.Generator'),       # the stylegan3 train.py's meaning
+    ('stylegan3', 'paper256', '--cfg paper256: a stylegan2-ada-pytorch config; a stylegan3 checkout trains'),
+    ('stylegan3', 'tiny', '--cfg tiny: a stylegan2-ada-pytorch config'),
+    ('stylegan2-ada', 'stylegan3-r', '--cfg stylegan3-r needs the stylegan3 repo\'s networks'),
+])
+def test_the_checkouts_repo_decides_what_a_cfg_means(data16, monkeypatch, repo, cfg, outcome):
+    """A host stand-in that says which repo it is (as CheckoutHost does), with the embedded classes."""
+    from plugin import hosts
+    monkeypatch.setattr(hosts, '_active', type('RepoHost', (EmbeddedHost,), dict(repo=repo))())
+    flags = {**BASE, 'gamma': 1, 'data': str(data16), 'cfg': cfg}
+    if outcome.startswith('training.'):
+        assert run_options.build(flags)[1].G_kwargs.class_name == outcome
+    else:
+        with pytest.raises(UserError, match=outcome.replace('(', r'\(')):
+            run_options.build(flags)
+
+
 def test_network_flags_with_a_resume_pickle_are_an_error(sg3_fixtures_dir, data32):
     pkl = str(sg3_fixtures_dir / 't32' / 'network-snapshot.pkl')
     with pytest.warns(UserWarning, match='inert data'):
