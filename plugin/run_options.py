@@ -76,7 +76,8 @@ def build(flags):
         # families, else auto; G and D from the pickle.
         f.cfg = networks[3] or 'auto'
     _check_config_flags(f, resumed=networks is not None)
-    host_options = getattr(active_host(), 'training_options', None)
+    # A stylegan2-ada checkout builds its own configs' options; the stylegan3 configs are ours.
+    host_options = getattr(active_host(), 'training_options', None) if f.cfg not in SG3_CFGS else None
     built = host_options(f) if host_options is not None else None
     if built is not None:
         desc, args = built
@@ -133,6 +134,9 @@ def _check_config_flags(f, resumed):
         for k, why in SG2ADA_ONLY_FLAGS.items():
             if f.get(k):
                 raise UserError(f'--{k.replace("_", "-")}: not with --cfg {cfg} ({why})')
+    if getattr(active_host(), 'repo', None) == 'stylegan2-ada' and sg3:
+        raise UserError(f'--cfg {cfg} needs the stylegan3 repo\'s networks, which a stylegan2-ada-pytorch checkout '
+                        'lacks: use the embedded host or a stylegan3 checkout')
     if getattr(active_host(), 'repo', None) == 'stylegan3' and not sg3:
         what = 'a --resume pickle of stylegan2-ada\'s networks' if resumed else f'--cfg {cfg}'
         raise UserError(f'{what}: a stylegan2-ada-pytorch config; a stylegan3 checkout trains --cfg '
