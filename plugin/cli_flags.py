@@ -82,7 +82,7 @@ PLUGIN_FLAGS = [
     click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True,
                  help='Where to train'),
     click.option('--host', default=None, metavar='PATH', envvar='COCKTAIL_HOST',
-                 help='Host: "embedded" (default) or a stylegan2-ada-pytorch checkout [env COCKTAIL_HOST]'),
+                 help='Host: "embedded" (default), or a stylegan2-ada-pytorch or stylegan3 checkout [env COCKTAIL_HOST]'),
     click.option('--tick', type=float, metavar='KIMG', help='Progress/snapshot tick length in kimg [default: 4]'),
     click.option('--ema-kimg', type=float, metavar='KIMG',
                  help="G_ema's half-life in kimg (0: G_ema = G) [default: the config's, batch * 10 / 32]"),
