@@ -23,6 +23,15 @@ def apply_flags(options):
     return decorate
 
 
+def _sg3(name):
+    """A stylegan3 flag's default, as its help text gives it."""
+    from .run_options import SG3_DEFAULTS
+    value = SG3_DEFAULTS[name]
+    if isinstance(value, dict):
+        return ', '.join(f'{value[k]} ({"others" if k == "*" else k})' for k in value)
+    return value
+
+
 HOST_FLAGS = [
     click.option('--outdir', required=True, metavar='DIR', help='Where to save the results'),
     click.option('--gpus', type=int, metavar='INT', help='Number of GPUs (processes on CPU) [default: 1]'),
@@ -35,9 +44,13 @@ HOST_FLAGS = [
     click.option('--subset', type=int, metavar='INT', help='Train with only N images [default: all]'),
     click.option('--mirror', type=bool, metavar='BOOL', help='Enable dataset x-flips [default: false]'),
     click.option('--cfg', type=click.Choice(['auto', 'stylegan2', 'paper256', 'paper512', 'paper1024', 'cifar',
-                                            'tiny', 'resume']),
-                 help='Base config; resume: G and D as in the --resume pickle (what auto does with a --resume '
-                      'pickle) [default: auto]'),
+                                            'stylegan3-t', 'stylegan3-r', 'sg3-stylegan2', 'tiny', 'resume']),
+                 help='Base config: stylegan2-ada\'s (auto, stylegan2, paper256/512/1024, cifar); the stylegan3 '
+                      'repo\'s (stylegan3-t, stylegan3-r, and sg3-stylegan2, its StyleGAN2: networks_stylegan2 '
+                      'with its hyperparameters; "stylegan2" means that one only on a stylegan3 checkout, and '
+                      'stylegan2-ada\'s elsewhere); tiny; resume: G and D as in the --resume pickle (what auto '
+                      'does with a --resume pickle; a stylegan3-repo pickle trains with its config\'s '
+                      'hyperparameters) [default: auto]'),
     click.option('--gamma', type=float, help='Override R1 gamma'),
     click.option('--kimg', type=int, help='Override training duration'),
     click.option('--batch', type=int, help='Override batch size'),
@@ -53,13 +66,23 @@ HOST_FLAGS = [
     click.option('--nobench', type=bool, metavar='BOOL', help='Disable cuDNN benchmarking'),
     click.option('--allow-tf32', type=bool, metavar='BOOL', help='Allow PyTorch to use TF32 internally'),
     click.option('--workers', type=int, metavar='INT', help='Override number of DataLoader workers'),
+    # The stylegan3 train.py's flags that stylegan2-ada's lacks: only with its configs (--cfg
+    # stylegan3-t|stylegan3-r|sg3-stylegan2), an error with the others. Defaults: SG3_DEFAULTS.
+    click.option('--cbase', type=int, metavar='INT', help=f'Capacity multiplier [default: {_sg3("cbase")}]'),
+    click.option('--cmax', type=int, metavar='INT', help=f'Max. feature maps [default: {_sg3("cmax")}]'),
+    click.option('--glr', type=float, metavar='FLOAT', help=f'G learning rate [default: {_sg3("glr")}]'),
+    click.option('--dlr', type=float, metavar='FLOAT', help=f'D learning rate [default: {_sg3("dlr")}]'),
+    click.option('--map-depth', type=int, metavar='INT', help=f'Mapping network depth [default: {_sg3("map_depth")}]'),
+    click.option('--mbstd-group', type=int, metavar='INT',
+                 help=f'Minibatch std group size [default: {_sg3("mbstd_group")}]'),
+    click.option('--desc', metavar='STR', help='String to include in result dir name'),
 ]
 
 PLUGIN_FLAGS = [
     click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True,
                  help='Where to train'),
     click.option('--host', default=None, metavar='PATH', envvar='COCKTAIL_HOST',
-                 help='Host: "embedded" (default) or a stylegan2-ada-pytorch checkout [env COCKTAIL_HOST]'),
+                 help='Host: "embedded" (default), or a stylegan2-ada-pytorch or stylegan3 checkout [env COCKTAIL_HOST]'),
     click.option('--tick', type=float, metavar='KIMG', help='Progress/snapshot tick length in kimg [default: 4]'),
     click.option('--ema-kimg', type=float, metavar='KIMG',
                  help="G_ema's half-life in kimg (0: G_ema = G) [default: the config's, batch * 10 / 32]"),

@@ -74,7 +74,10 @@ def launch(args, host_spec=None, exist_ok=False):
         json.dump(to_plain(args), f, indent=2)
     with tempfile.TemporaryDirectory() as temp_dir:
         if args.num_gpus == 1:
-            return _subprocess(0, args, temp_dir, host_spec)
-        torch.multiprocessing.spawn(_subprocess, args=(args, temp_dir, host_spec), nprocs=args.num_gpus)
+            last = _subprocess(0, args, temp_dir, host_spec)
+            if last is not None:            # the embedded loop says; a checkout's loop returns nothing
+                return last
+        else:
+            torch.multiprocessing.spawn(_subprocess, args=(args, temp_dir, host_spec), nprocs=args.num_gpus)
     snaps = list_snapshots(args.run_dir)
     return snaps[-1] if snaps else None

@@ -99,7 +99,10 @@ def constructor_kwargs(module):
     kw = copy.deepcopy(dict(module._init_kwargs))
     cls = type(module)
     if not hasattr(cls, '_persistent_family'):      # a host checkout's class (its own persistence)
-        kw['class_name'] = f'training.networks.{cls._orig_class_name}'
+        # Its decorator subclasses the checkout's class: the module of that class
+        # (training.networks, or the stylegan3 repo's training.networks_stylegan2/3).
+        module = getattr(cls.__mro__[1], '__module__', '') if len(cls.__mro__) > 1 else ''
+        kw['class_name'] = f'{module if module.startswith("training.") else "training.networks"}.{cls._orig_class_name}'
         return kw
     prefix = HOST_CLASS_PATHS.get(cls._persistent_family, f'{cls.__module__}.')
     kw['class_name'] = prefix + cls.__qualname__

@@ -27,6 +27,29 @@ CFG_SPECS = {
 }
 # Defaults of host flags that the plugin's methods read too (one place; 0 given is 0).
 HOST_DEFAULTS = dict(gpus=1, snap=50, seed=0)
+
+# The stylegan3 repo's train.py configurations. '--cfg stylegan2' means stylegan2-ada's config
+# (training.networks) on the embedded host and a stylegan2-ada checkout, and this repo's
+# (training.networks_stylegan2, its hyperparameters) on a stylegan3 checkout; 'sg3-stylegan2'
+# names the latter on any host.
+SG3_CFGS = ('stylegan3-t', 'stylegan3-r', 'sg3-stylegan2')
+# The defaults of the stylegan3 train.py flags that stylegan2-ada's lacks (one place; the
+# flags' help texts read them). A dict value is per config ('*': the others).
+SG3_DEFAULTS = dict(cbase=32768, cmax=512, glr={'sg3-stylegan2': 0.002, '*': 0.0025}, dlr=0.002,
+                    map_depth={'sg3-stylegan2': 8, '*': 2}, mbstd_group=4, freezed=0, kimg=25000, p=0.2)
+# Flags that only the stylegan3 configs take (stylegan2-ada's configs fix these values).
+SG3_ONLY_FLAGS = ('cbase', 'cmax', 'glr', 'dlr', 'map_depth', 'mbstd_group')
+# Of those, the ones that shape the networks (refused when G and D come from a --resume pickle).
+SG3_NETWORK_FLAGS = ('cbase', 'cmax', 'map_depth', 'mbstd_group')
+# stylegan2-ada flags with no meaning in the stylegan3 configs (their train.py and loop lack them).
+SG2ADA_ONLY_FLAGS = dict(nhwc='channels-last fp16 is not an option of the stylegan3 repo\'s configs',
+                         allow_tf32='the stylegan3 repo\'s loop always disables TF32')
+
+
+def sg3_default(name, cfg=None):
+    """SG3_DEFAULTS[name], for ``cfg`` where it depends on the config."""
+    value = SG3_DEFAULTS[name]
+    return value.get(cfg, value['*']) if isinstance(value, dict) else value
 AUGMENTS = ('noaug', 'ada', 'fixed')
 METRICS = ()          # offline metrics arrive with the evaluation work; 'none' is always accepted
 
@@ -46,10 +69,15 @@ def build(flags):
     f = EasyDict({k: v for k, v in flags.items()})
     if f.get('resume') and f.resume != 'noresume':
         f.resume = resolve_resume(f.resume)
+    f.cfg = _cfg_name(f.get('cfg'))
     networks = _resume_networks(f)
     if networks is not None:
-        f.cfg = 'auto'                  # training hyperparameters as auto; G and D from the pickle
-    host_options = getattr(active_host(), 'training_options', None)
+        # Training hyperparameters: the config that made the pickle for the stylegan3 repo's
+        # families, else auto; G and D from the pickle.
+        f.cfg = networks[3] or 'auto'
+    _check_config_flags(f, resumed=networks is not None)
+    # A stylegan2-ada checkout builds its own configs' options; the stylegan3 configs are ours.
+    host_options = getattr(active_host(), 'training_options', None) if f.cfg not in SG3_CFGS else None
     built = host_options(f) if host_options is not None else None
     if built is not None:
         desc, args = built
@@ -57,19 +85,62 @@ def build(flags):
         if networks is not None:
             _use_resume_networks(args, networks, args.training_set_kwargs.resolution)
         _performance(f, args)
-        return desc, args
+        return _with_desc(f, desc), args
     args = EasyDict()
     desc = _general(f, args)
     desc = _dataset(f, args, desc)
-    desc = _base_config(f, args, desc)
-    if networks is not None:
-        desc = desc.replace('-auto', '-resume', 1)
-        _use_resume_networks(args, networks, args.training_set_kwargs.resolution)
-    desc = _overrides(f, args, desc)
+    if f.cfg in SG3_CFGS:
+        desc = _sg3_config(f, args, desc, resumed=networks is not None)
+        if networks is not None:
+            _use_resume_networks(args, networks, args.training_set_kwargs.resolution)
+    else:
+        desc = _base_config(f, args, desc)
+        if networks is not None:
+            desc = desc.replace('-auto', '-resume', 1)
+            _use_resume_networks(args, networks, args.training_set_kwargs.resolution)
+        desc = _overrides(f, args, desc)
     desc = _augmentation(f, args, desc)
     desc = _transfer(f, args, desc)
     _performance(f, args)
-    return desc, args
+    return _with_desc(f, desc), args
+
+
+def _with_desc(f, desc):
+    """--desc (the stylegan3 train.py's): appended to the run directory's name."""
+    return desc + f'-{f.desc}' if f.get('desc') else desc
+
+
+def _cfg_name(cfg):
+    """--cfg as the plugin names it: 'stylegan2' on a stylegan3 checkout is that repo's config."""
+    if cfg == 'stylegan2' and getattr(active_host(), 'repo', None) == 'stylegan3':
+        return 'sg3-stylegan2'
+    return cfg
+
+
+def _check_config_flags(f, resumed):
+    """A flag that means nothing for the chosen config is a one-line error, never ignored."""
+    cfg = f.get('cfg') or 'auto'
+    sg3 = cfg in SG3_CFGS
+    given = [k for k in SG3_ONLY_FLAGS if f.get(k) is not None]
+    if given and not sg3:
+        raise UserError(f'--{given[0].replace("_", "-")}: a flag of the stylegan3 repo\'s configs (--cfg '
+                        f'{"|".join(SG3_CFGS)}); --cfg {cfg} sets this itself')
+    if resumed:
+        fixed = [k for k in SG3_NETWORK_FLAGS if f.get(k) is not None]
+        if fixed:
+            raise UserError(f'--{fixed[0].replace("_", "-")}: G and D are built from the --resume pickle (--cfg '
+                            'resume); their architecture cannot be changed')
+    if sg3:
+        for k, why in SG2ADA_ONLY_FLAGS.items():
+            if f.get(k):
+                raise UserError(f'--{k.replace("_", "-")}: not with --cfg {cfg} ({why})')
+    if getattr(active_host(), 'repo', None) == 'stylegan2-ada' and sg3:
+        raise UserError(f'--cfg {cfg} needs the stylegan3 repo\'s networks, which a stylegan2-ada-pytorch checkout '
+                        'lacks: use the embedded host or a stylegan3 checkout')
+    if getattr(active_host(), 'repo', None) == 'stylegan3' and not sg3:
+        what = 'a --resume pickle of stylegan2-ada\'s networks' if resumed else f'--cfg {cfg}'
+        raise UserError(f'{what}: a stylegan2-ada-pytorch config; a stylegan3 checkout trains --cfg '
+                        'stylegan3-t|stylegan3-r|stylegan2, or resumes a pickle of its own networks')
 
 
 def _general(f, args):
@@ -147,12 +218,28 @@ def _resume_networks(f):
     if G is None or D is None:
         raise UserError(f'--cfg {cfg}: {resume} holds no G/G_ema and D to build the networks from')
     G_kwargs, D_kwargs = _easy(constructor_kwargs(G)), _easy(constructor_kwargs(D))
-    if 'synthesis_kwargs' not in G_kwargs or 'epilogue_kwargs' not in D_kwargs:
+    family_cfg = _sg3_family_cfg(G_kwargs)
+    if ('synthesis_kwargs' not in G_kwargs and family_cfg is None) or 'epilogue_kwargs' not in D_kwargs:
         raise UserError(f'--cfg {cfg}: {resume} holds a {type(G).__name__}, not a StyleGAN2 generator; continue '
                         'a plugin method\'s result with its own method')
     if cfg == 'auto':
         print(f'--cfg auto with --resume {resume}: G and D are built from the pickle\'s own kwargs (as --cfg resume)')
-    return G_kwargs, D_kwargs, resume
+    if family_cfg is not None:
+        print(f'--resume {resume}: a {family_cfg} network of the stylegan3 repo; training hyperparameters as its '
+              f'train.py sets them for --cfg {family_cfg}')
+    return G_kwargs, D_kwargs, resume, family_cfg
+
+
+def _sg3_family_cfg(G_kwargs):
+    """The stylegan3 train.py config that builds a generator of these kwargs, or None
+    (stylegan2-ada's, or a plugin network)."""
+    name = G_kwargs.get('class_name')
+    if name == 'training.networks_stylegan2.Generator':
+        return 'sg3-stylegan2'
+    if name == 'training.networks_stylegan3.Generator':
+        radial = G_kwargs.get('conv_kernel') == 1 or G_kwargs.get('use_radial_filters')
+        return 'stylegan3-r' if radial else 'stylegan3-t'
+    return None
 
 
 def _easy(obj):
@@ -164,7 +251,7 @@ def _easy(obj):
 def _use_resume_networks(args, networks, resolution):
     """The run's G_kwargs and D_kwargs become the pickle's; the loop supplies c_dim (--cond widens
     an unconditional pickle at resume), resolution and channels, as for any config."""
-    G_kwargs, D_kwargs, path = networks
+    G_kwargs, D_kwargs, path, _ = networks
     if G_kwargs.get('img_resolution') != resolution:
         raise UserError(f'--resume {path} generates {G_kwargs.get("img_resolution")}px images, the data is '
                         f'{resolution}px')
@@ -221,6 +308,79 @@ def _base_config(f, args, desc):
         args.loss_kwargs.style_mixing_prob = 0
         args.D_kwargs.architecture = 'orig'
     return desc
+
+
+def _sg3_config(f, args, desc, resumed=False):
+    """The stylegan3 repo's train.py for --cfg stylegan3-t|stylegan3-r|sg3-stylegan2: its kwargs,
+    key for key and in its order. --batch and --gamma are required there; a --resume pickle's
+    run (``resumed``) takes auto's values for them when they are not given."""
+    cfg, gpus, res = f.cfg, args.num_gpus, args.pop('_resolution')
+    for name in ('batch', 'gamma'):
+        if f.get(name) is None and not resumed:
+            raise UserError(f'--cfg {cfg} needs --{name} (the stylegan3 train.py has no default for it)')
+    batch = f.batch if f.get('batch') is not None else max(min(gpus * min(4096 // res, 32), 64), gpus)
+    gamma = f.gamma if f.get('gamma') is not None else 0.0002 * (res ** 2) / batch
+    if not (batch >= 1 and batch % gpus == 0):
+        raise UserError('--batch must be at least 1 and a multiple of --gpus')
+    if not gamma >= 0:
+        raise UserError('--gamma must be non-negative')
+    value = lambda name: f.get(name) if f.get(name) is not None else sg3_default(name, cfg)   # noqa: E731
+    for name in ('cbase', 'cmax', 'map_depth', 'mbstd_group'):
+        if not value(name) >= 1:
+            raise UserError(f'--{name.replace("_", "-")} must be at least 1')
+    for name in ('glr', 'dlr', 'freezed'):
+        if not value(name) >= 0:
+            raise UserError(f'--{name} must be non-negative')
+    args.G_kwargs = EasyDict(class_name=None, z_dim=512, w_dim=512, mapping_kwargs=EasyDict())
+    args.D_kwargs = EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=EasyDict(),
+                             mapping_kwargs=EasyDict(), epilogue_kwargs=EasyDict())
+    args.G_opt_kwargs = EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
+    args.D_opt_kwargs = EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
+    args.loss_kwargs = EasyDict(class_name='training.loss.StyleGAN2Loss')
+    args.batch_size = batch
+    args.batch_gpu = f.batch_gpu if f.get('batch_gpu') is not None else batch // gpus
+    args.G_kwargs.channel_base = args.D_kwargs.channel_base = value('cbase')
+    args.G_kwargs.channel_max = args.D_kwargs.channel_max = value('cmax')
+    args.G_kwargs.mapping_kwargs.num_layers = value('map_depth')
+    args.D_kwargs.block_kwargs.freeze_layers = value('freezed')
+    args.D_kwargs.epilogue_kwargs.mbstd_group_size = value('mbstd_group')
+    args.loss_kwargs.r1_gamma = gamma
+    args.G_opt_kwargs.lr = value('glr')
+    args.D_opt_kwargs.lr = value('dlr')
+    args.total_kimg = value('kimg')
+    if f.get('kimg') is not None and not f.kimg >= 1:
+        raise UserError('--kimg must be at least 1')
+    args.training_set_kwargs.random_seed = args.random_seed
+    if not (args.batch_gpu >= 1 and batch % (gpus * args.batch_gpu) == 0):
+        raise UserError('--batch must be a multiple of --gpus times --batch-gpu')
+    if args.batch_gpu < value('mbstd_group'):
+        raise UserError(f'--batch-gpu ({args.batch_gpu}) cannot be smaller than --mbstd-group ({value("mbstd_group")})')
+    args.ema_kimg = batch * 10 / 32
+    args.ema_rampup = 0.05                  # the stylegan3 loop's default (the embedded loop's is None)
+    if cfg == 'sg3-stylegan2':
+        args.G_kwargs.class_name = 'training.networks_stylegan2.Generator'
+        args.loss_kwargs.style_mixing_prob = 0.9                # style mixing regularisation
+        args.loss_kwargs.pl_weight = 2                          # path length regularisation
+        args.G_reg_interval = 4                                 # lazy regularisation of G
+        args.G_kwargs.fused_modconv_default = 'inference_only'  # plain convs in training
+        args.loss_kwargs.pl_no_weight_grad = True               # path length grads skip the weights (see loss)
+    else:
+        args.G_kwargs.class_name = 'training.networks_stylegan3.Generator'
+        args.G_kwargs.magnitude_ema_beta = 0.5 ** (batch / (20 * 1e3))
+        # The stylegan3 loss's defaults, explicit for the embedded loss (whose are stylegan2-ada's):
+        args.loss_kwargs.style_mixing_prob = 0                  # no style mixing
+        args.loss_kwargs.pl_weight = 0                          # no path length regularisation
+        args.G_reg_interval = None                              # so no lazy G phase (Gboth)
+        if cfg == 'stylegan3-r':
+            args.G_kwargs.conv_kernel = 1                       # 1x1 convolutions
+            args.G_kwargs.channel_base *= 2                     # twice the feature maps
+            args.G_kwargs.channel_max *= 2
+            args.G_kwargs.use_radial_filters = True             # radially symmetric downsampling filters
+            args.loss_kwargs.blur_init_sigma = 10               # blur D's images at the start ...
+            args.loss_kwargs.blur_fade_kimg = batch * 200 / 32  # ... fading out over these kimg
+    if f.get('aug') == 'fixed' and f.get('p') is None:
+        f.p = sg3_default('p')
+    return f'{cfg}-{desc}-gpus{gpus:d}-batch{batch:d}-gamma{gamma:g}'
 
 
 def _overrides(f, args, desc):
@@ -305,6 +465,8 @@ def _transfer(f, args, desc):
         args.resume_pkl = path
         args.ada_kimg = 100          # as the host: let ADA react faster at the start of a transfer
         args.ema_rampup = None
+        if f.get('cfg') in SG3_CFGS:
+            args.loss_kwargs.blur_init_sigma = 0     # as the stylegan3 train.py: no blur ramp-up on resume
     if f.get('freezed') is not None:
         if not f.freezed >= 0:
             raise UserError('--freezed must be non-negative')
@@ -338,8 +500,10 @@ def _performance(f, args):
     if fp32 is None:
         fp32 = device == 'cpu'                      # fp16 blocks only slow a CPU down
     if fp32:
-        args.G_kwargs.synthesis_kwargs.num_fp16_res = args.D_kwargs.num_fp16_res = 0
-        args.G_kwargs.synthesis_kwargs.conv_clamp = args.D_kwargs.conv_clamp = None
+        # stylegan2-ada nests the synthesis options; the stylegan3 repo's generators take them flat.
+        synthesis = args.G_kwargs.synthesis_kwargs if 'synthesis_kwargs' in args.G_kwargs else args.G_kwargs
+        synthesis.num_fp16_res = args.D_kwargs.num_fp16_res = 0
+        synthesis.conv_clamp = args.D_kwargs.conv_clamp = None
     if f.get('nhwc'):
         args.G_kwargs.synthesis_kwargs.fp16_channels_last = args.D_kwargs.block_kwargs.fp16_channels_last = True
     if f.get('nobench'):

@@ -11,18 +11,26 @@ import sys
 
 from plugin.hosts.base import Host, HostError
 
-REQUIRED = ('training/networks.py', 'training/loss.py', 'training/dataset.py', 'training/training_loop.py',
-            'torch_utils/persistence.py', 'dnnlib/__init__.py')
+REQUIRED = ('training/loss.py', 'training/dataset.py', 'training/training_loop.py', 'torch_utils/persistence.py',
+            'dnnlib/__init__.py')
+# The networks: stylegan2-ada-pytorch's module, or the stylegan3 repo's two.
+NETWORKS = {'stylegan2-ada': ('training/networks.py',),
+            'stylegan3': ('training/networks_stylegan2.py', 'training/networks_stylegan3.py')}
 HOST_PACKAGES = ('training', 'torch_utils', 'dnnlib', 'metrics', 'legacy')
 # Keys of the embedded loop that the host's training_loop() does not take.
 EMBEDDED_ONLY_KEYS = ('device', 'resume_mode')
 
 
 def check_layout(path):
-    missing = [p for p in REQUIRED if not os.path.isfile(os.path.join(path, p))]
-    if missing:
+    """The checkout's repo ('stylegan2-ada' or 'stylegan3'); HostError when it is neither."""
+    def missing(files):
+        return [p for p in files if not os.path.isfile(os.path.join(path, p))]
+    repos = [repo for repo, files in NETWORKS.items() if not missing(files)]
+    lacking = missing(REQUIRED) + ([] if repos else [' or '.join(' + '.join(f) for f in NETWORKS.values())])
+    if lacking:
         raise HostError(f'--host {path}: not a stylegan2-ada-pytorch/stylegan3 checkout (missing '
-                        f'{", ".join(missing)})')
+                        f'{", ".join(lacking)})')
+    return 'stylegan2-ada' if 'stylegan2-ada' in repos else 'stylegan3'
 
 
 def _import_checkout(path):
@@ -40,12 +48,13 @@ def _import_checkout(path):
 class CheckoutHost(Host):
     def __init__(self, path):
         path = os.path.abspath(str(path))
-        check_layout(path)
+        # Which repo: run_options reads it (--cfg stylegan2 is the stylegan3 repo's config there).
+        self.repo = check_layout(path)
         _import_checkout(path)
         self.path = path
         self.name = f'checkout {path}'
         # stylegan3 keeps the StyleGAN2 networks in training/networks_stylegan2.py.
-        sg3 = os.path.isfile(os.path.join(path, 'training', 'networks_stylegan2.py'))
+        sg3 = self.repo == 'stylegan3'
         networks = 'training.networks_stylegan2' if sg3 else 'training.networks'
         self.family_modules = {'stylegan2.networks': networks, 'stylegan2.augment': 'training.augment'}
         if sg3:
@@ -119,6 +128,12 @@ class CheckoutHost(Host):
             features.append('resume')
         import dnnlib
         args = {k: _host_easydicts(v, dnnlib.EasyDict) for k, v in kwargs.items() if k not in EMBEDDED_ONLY_KEYS}
+        for key in ('G_opt_kwargs', 'D_opt_kwargs'):
+            # train.py's betas [0, 0.99]: without lazy regularisation (the stylegan3 configs' G) the
+            # host's loop hands them to torch.optim.Adam as they are, which a current torch refuses
+            # (ints and floats mixed); the same numbers as floats.
+            if 'betas' in args.get(key, {}):
+                args[key].betas = [float(b) for b in args[key].betas]
         with patch(self, features=features):
             return host_loop.training_loop(device=device, **args)
 

@@ -53,10 +53,17 @@ def _replace_assign(func, target, expr, where, expected):
     for stmts in _walk_statements(func):
         for i, s in enumerate(stmts):
             if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name) \
-                    and s.targets[0].id == target and isinstance(s.value, ast.Constant) and s.value.value == 0:
+                    and s.targets[0].id == target and _is_start_value(s.value):
                 s.value = ast.parse(expr, mode='eval').body
                 return
     raise PatchError(f'{where} does not match the layout the patch expects: no `{expected}`')
+
+
+def _is_start_value(node):
+    """`0` (stylegan2-ada) or `resume_kimg * 1000` (the stylegan3 repo's loop)."""
+    if isinstance(node, ast.Constant):
+        return node.value == 0
+    return ast.unparse(node) == 'resume_kimg * 1000'
 
 
 def _call_name(node):

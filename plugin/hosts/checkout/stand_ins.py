@@ -51,6 +51,10 @@ class _CpuStandIn:
         return 0
 
     @staticmethod
+    def max_memory_reserved(device=None):      # the stylegan3 repo's loop reports it too
+        return 0
+
+    @staticmethod
     def reset_peak_memory_stats(device=None):
         pass
 

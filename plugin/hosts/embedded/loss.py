@@ -4,10 +4,30 @@ Non-saturating logistic loss; lazy R1 on reals (phase Dreg), path-length regular
 half a batch (phase Greg), style mixing. The loss sees the generator only as ``G_mapping``
 and ``G_synthesis`` (as the host's loop constructs it), so a wrapper that exposes those two
 can stand in for G.
+
+It trains both hosts' generators, calling each the way its own repo's loss does:
+
+* stylegan2-ada (a mapping that takes ``skip_w_avg_update``): ``w_avg`` follows every mapping
+  call in training mode, except the style-mixing one (``skip_w_avg_update=True``);
+* the stylegan3 repo's families (``networks_stylegan2``, ``networks_stylegan3``: a mapping that
+  takes ``update_emas`` only): the running means (the mapping's ``w_avg``, the alias-free
+  layers' ``magnitude_ema``) move only in the generator pass of phase Dmain/Dboth
+  (``update_emas=True``), as the stylegan3 repo's loss does; never in Gmain/Greg, never in
+  the style-mixing mapping call.
+
+From the stylegan3 repo's loss, ``blur_init_sigma``/``blur_fade_kimg`` (a Gaussian blur of
+every image D sees, real and fake, fading out linearly over the first kimg; it needs the
+loop's ``cur_nimg``) are implemented; ``pl_no_weight_grad`` (a speed-up that drops the conv
+weights' part of the path-length gradient) is not: given True, the loss says so once and
+computes the full gradient.
 """
+import inspect
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from torch_utils_ext.ops.upfirdn2d import upfirdn2d
 
 from .training_stats import report
 
@@ -16,7 +36,8 @@ PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 
 class StyleGAN2Loss:
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, style_mixing_prob=0.9, r1_gamma=10,
-                 pl_batch_shrink=2, pl_decay=0.01, pl_weight=2):
+                 pl_batch_shrink=2, pl_decay=0.01, pl_weight=2, blur_init_sigma=0, blur_fade_kimg=0,
+                 pl_no_weight_grad=False):
         self.device = device
         self.G_mapping = G_mapping
         self.G_synthesis = G_synthesis
@@ -28,27 +49,49 @@ class StyleGAN2Loss:
         self.pl_decay = pl_decay
         self.pl_weight = pl_weight
         self.pl_mean = torch.zeros([], device=device)   # running mean of path lengths (restored on resume)
+        self.blur_init_sigma = blur_init_sigma          # sigma (px) of the blur of D's inputs at kimg 0; 0 = none
+        self.blur_fade_kimg = blur_fade_kimg            # kimg over which that blur fades to none; 0 = no blur
+        self.pl_no_weight_grad = pl_no_weight_grad      # accepted, not implemented (note below)
+        if pl_no_weight_grad:
+            print('note: pl_no_weight_grad=True is not implemented by the embedded loss; the path-length '
+                  'gradient includes the conv weights\' part (as in stylegan2-ada)', flush=True)
+        # The stylegan3 repo's families: running means move only on update_emas=True (see above).
+        self.update_emas = uses_update_emas(G_mapping)
 
-    def run_G(self, z, c, sync=True):
-        ws = self.G_mapping(z, c)
+    def run_G(self, z, c, sync=True, update_emas=False):
+        """update_emas: the stylegan3 families' running means move in this call (Dmain only);
+        stylegan2-ada's mapping updates w_avg by itself in training mode."""
+        emas = dict(update_emas=True) if update_emas and self.update_emas else {}
+        ws = self.G_mapping(z, c, **emas)
         if self.style_mixing_prob > 0:
             # Past a random cutoff layer, use the ws of a second latent (regularises layer-wise styles).
             cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
             cutoff = torch.where(torch.rand([], device=ws.device) < self.style_mixing_prob, cutoff,
                                  torch.full_like(cutoff, ws.shape[1]))
-            mixed = self.G_mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+            no_update = dict(update_emas=False) if self.update_emas else dict(skip_w_avg_update=True)
+            mixed = self.G_mapping(torch.randn_like(z), c, **no_update)
             layer = torch.arange(ws.shape[1], device=ws.device).reshape(1, -1, 1)
             ws = torch.where(layer >= cutoff, mixed, ws)
-        return self.G_synthesis(ws), ws
+        return self.G_synthesis(ws, **emas), ws
 
-    def run_D(self, img, c, sync=True):
+    def run_D(self, img, c, sync=True, blur_sigma=0):
+        img = blur(img, blur_sigma)
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
         return self.D(img, c)
 
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+    def blur_sigma(self, cur_nimg):
+        """The stylegan3 repo's schedule: blur_init_sigma at kimg 0, linearly down to 0 at blur_fade_kimg."""
+        if not (self.blur_fade_kimg > 0 and self.blur_init_sigma > 0):
+            return 0
+        if cur_nimg is None:
+            raise ValueError('blur_fade_kimg needs the training progress: call accumulate_gradients(..., cur_nimg=N)')
+        return max(1 - cur_nimg / (self.blur_fade_kimg * 1e3), 0) * self.blur_init_sigma
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain, cur_nimg=None):
         if phase not in PHASES:
             raise ValueError(f'unknown phase {phase!r}')
+        blur_sigma = self.blur_sigma(cur_nimg)
         do_Gmain = phase in ('Gmain', 'Gboth')
         do_Dmain = phase in ('Dmain', 'Dboth')
         do_Gpl = phase in ('Greg', 'Gboth') and self.pl_weight != 0
@@ -56,7 +99,7 @@ class StyleGAN2Loss:
 
         if do_Gmain:
             gen_img, _ = self.run_G(gen_z, gen_c, sync=sync and not do_Gpl)
-            gen_logits = self.run_D(gen_img, gen_c, sync=False)
+            gen_logits = self.run_D(gen_img, gen_c, sync=False, blur_sigma=blur_sigma)
             report('Loss/scores/fake', gen_logits)
             report('Loss/signs/fake', gen_logits.sign())
             loss = report('Loss/G/loss', F.softplus(-gen_logits))
@@ -79,8 +122,8 @@ class StyleGAN2Loss:
 
         loss_Dgen = 0
         if do_Dmain:
-            gen_img, _ = self.run_G(gen_z, gen_c, sync=False)
-            gen_logits = self.run_D(gen_img, gen_c, sync=False)
+            gen_img, _ = self.run_G(gen_z, gen_c, sync=False, update_emas=True)
+            gen_logits = self.run_D(gen_img, gen_c, sync=False, blur_sigma=blur_sigma)
             report('Loss/scores/fake', gen_logits)
             report('Loss/signs/fake', gen_logits.sign())
             loss_Dgen = F.softplus(gen_logits)
@@ -88,7 +131,7 @@ class StyleGAN2Loss:
 
         if do_Dmain or do_Dr1:
             real = real_img.detach().requires_grad_(do_Dr1)
-            real_logits = self.run_D(real, real_c, sync=sync)
+            real_logits = self.run_D(real, real_c, sync=sync, blur_sigma=blur_sigma)
             report('Loss/scores/real', real_logits)
             report('Loss/signs/real', real_logits.sign())
             loss_Dreal = 0
@@ -102,3 +145,23 @@ class StyleGAN2Loss:
                 penalty = report('Loss/r1_penalty', r1_grads.square().sum([1, 2, 3]))
                 loss_Dr1 = report('Loss/D/reg', penalty * (self.r1_gamma / 2))
             (real_logits * 0 + loss_Dreal + loss_Dr1).mean().mul(gain).backward()
+
+
+def uses_update_emas(G_mapping):
+    """True for a mapping of the stylegan3 repo's families: it takes ``update_emas`` and no
+    ``skip_w_avg_update`` (stylegan2-ada's, which the embedded one also accepts)."""
+    try:
+        params = inspect.signature(G_mapping.forward if hasattr(G_mapping, 'forward') else G_mapping).parameters
+    except (TypeError, ValueError):
+        return False
+    return 'update_emas' in params and 'skip_w_avg_update' not in params
+
+
+def blur(img, sigma):
+    """The stylegan3 repo's blur of D's inputs: a separable Gaussian, 2**(-(x/sigma)**2) over
+    |x| <= floor(3 sigma), normalised, same-size output. sigma 0 (or under 1/3): unchanged."""
+    size = int(np.floor(sigma * 3))
+    if size <= 0:
+        return img
+    f = torch.arange(-size, size + 1, device=img.device, dtype=torch.float32).div(sigma).square().neg().exp2()
+    return upfirdn2d(img, f / f.sum(), padding=size)

@@ -8,6 +8,7 @@ loop. Beyond the host: it runs on CPU, its randomness depends on the global samp
 restores.
 """
 import copy
+import inspect
 import json
 import os
 import time
@@ -135,6 +136,8 @@ class TrainingRun:
         for name, module, opt_kwargs, interval in [('G', self.G, o.G_opt_kwargs, o.G_reg_interval),
                                                    ('D', self.D, o.D_opt_kwargs, o.D_reg_interval)]:
             opt_kwargs = dict(opt_kwargs)
+            if 'betas' in opt_kwargs:       # train.py's [0, 0.99]: a current torch.optim.Adam wants floats
+                opt_kwargs['betas'] = [float(beta) for beta in opt_kwargs['betas']]
             if interval is None:
                 opt = self.host.construct_class_by_name(params=module.parameters(), **opt_kwargs)
                 self.phases.append(EasyDict(name=name + 'both', module=module, opt=opt, interval=1))
@@ -151,6 +154,9 @@ class TrainingRun:
             self.phases.append(EasyDict(name=name + 'main', module=module, opt=opt, interval=1))
             self.phases.append(EasyDict(name=name + 'reg', module=module, opt=opt, interval=interval))
         self.optimizers = {'G': self.phases[0].opt, 'D': self.phases[-1].opt}
+        # The stylegan3 repo's loop also hands its loss the progress (for the blur schedule);
+        # a loss written for stylegan2-ada's loop does not take it.
+        self.loss_takes_nimg = 'cur_nimg' in inspect.signature(self.loss.accumulate_gradients).parameters
 
     # -- resume -----------------------------------------------------------------------------------
     def resume(self):
@@ -262,10 +268,12 @@ class TrainingRun:
                 continue
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
+            progress = dict(cur_nimg=self.cur_nimg) if self.loss_takes_nimg else {}
             for k, (real_img, real_c) in enumerate(zip(real_imgs, real_cs)):
                 gen_z, gen_c = self._chunk_inputs(phase_idx, k * world + o.rank)
                 self.loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=gen_z,
-                                               gen_c=gen_c, sync=(k == len(real_imgs) - 1), gain=phase.interval)
+                                               gen_c=gen_c, sync=(k == len(real_imgs) - 1), gain=phase.interval,
+                                               **progress)
             phase.module.requires_grad_(False)
             self._finish_gradients(phase.module, rounds=len(real_imgs))
             phase.opt.step()
