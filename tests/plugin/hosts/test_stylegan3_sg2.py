@@ -24,11 +24,11 @@ from plugin.easydict import EasyDict
 from plugin.hosts.embedded import networks_stylegan2 as sg2
 from plugin.persistence import constructor_kwargs
 from plugin.pickles import PersistentRecord, detect_family
-from tests.helpers import REPO, SG3_FIXTURE_CONFIGS, run_plugin_cli
+from tests.helpers import REPO, SG3_FIXTURE_CONFIGS, SG3_HOST, run_plugin_cli
 from tests.helpers.goldens import FP32_TOL, WS_TOL, assert_close, load_fixture, tensor_sha256
 
 FAMILY = 'stylegan3.networks_stylegan2'
-HOST_CHECKOUT = os.environ.get('COCKTAIL_TEST_SG3_HOST')
+HOST_CHECKOUT = SG3_HOST
 
 pytestmark = pytest.mark.usefixtures('one_thread')     # the goldens were computed on one thread
 
