@@ -2,7 +2,7 @@
 meaning); PLUGIN_FLAGS are ours. A method adds its flags as one more group."""
 import click
 
-from .hosts.base import HostError
+from .errors import DatasetError, HostError, TrainingError, UserError
 from .pickles import NetworkPickleError
 
 
@@ -96,14 +96,8 @@ PLUGIN_FLAGS = [
 ]
 
 
-def _clean_errors():
-    from .hosts.embedded.dataset import DatasetError
-    from .hosts.embedded.training_loop import TrainingError
-    from .run_options import UserError
-    return (UserError, TrainingError, DatasetError, NetworkPickleError, HostError)
-
-
-CLEAN_ERRORS = _clean_errors()
+# What the command line reports in one line (exit 1), for any host.
+CLEAN_ERRORS = (UserError, TrainingError, DatasetError, NetworkPickleError, HostError)
 
 
 class FloatList(click.ParamType):

@@ -53,13 +53,23 @@ def describe(args):
     return json.dumps(to_plain(args), indent=2)
 
 
+def _init_process_group(rank, world_size, temp_dir, device):
+    """torch.distributed for one process of a multi-process run, any host (gloo on CPU, nccl on
+    CUDA), rendezvous through a file in ``temp_dir``."""
+    if world_size <= 1:
+        return
+    import torch.distributed as dist
+    backend = 'nccl' if torch.device(device).type == 'cuda' else 'gloo'
+    init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+    dist.init_process_group(backend, init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+
+
 def _subprocess(rank, args, temp_dir, host_spec):
     from .hosts import active_host, set_active_host
-    from .hosts.embedded import distributed
     host = set_active_host(host_spec) if host_spec is not None else active_host()
     tee = Tee(os.path.join(args.run_dir, 'log.txt'))
     try:
-        distributed.init(rank, args.num_gpus, temp_dir, args.device)
+        _init_process_group(rank, args.num_gpus, temp_dir, args.device)
         if rank != 0:
             sys.stdout = open(os.devnull, 'w')
         return host.training_loop(rank=rank, **args)

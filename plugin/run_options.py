@@ -444,7 +444,6 @@ def _augmentation(f, args, desc):
         if aug == 'noaug':
             raise UserError('--augpipe cannot be specified with --aug=noaug')
         desc += f'-{augpipe}'
-    from .hosts.embedded.augment import augpipe_preset
     try:
         preset = augpipe_preset(augpipe)
     except ValueError as e:
@@ -527,3 +526,17 @@ def _performance(f, args):
         args.ema_kimg = f.ema_kimg
     if f.get('resume_mode'):
         args.resume_mode = f.resume_mode
+
+
+def augpipe_preset(name):
+    """The host train.py's --augpipe presets as AugmentPipe kwargs (the same for every host)."""
+    b = dict(xflip=1, rotate90=1, xint=1)
+    g = dict(scale=1, rotate=1, aniso=1, xfrac=1)
+    c = dict(brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
+    presets = {'blit': b, 'geom': g, 'color': c, 'filter': dict(imgfilter=1), 'noise': dict(noise=1),
+               'cutout': dict(cutout=1), 'bg': {**b, **g}, 'bgc': {**b, **g, **c},
+               'bgcf': {**b, **g, **c, 'imgfilter': 1}, 'bgcfn': {**b, **g, **c, 'imgfilter': 1, 'noise': 1},
+               'bgcfnc': {**b, **g, **c, 'imgfilter': 1, 'noise': 1, 'cutout': 1}}
+    if name not in presets:
+        raise ValueError(f'unknown --augpipe {name!r}; choose from {", ".join(presets)}')
+    return dict(presets[name])

@@ -208,18 +208,4 @@ def _rotate_about(axis, theta):
     return out
 
 
-def augpipe_preset(name):
-    """The host's --augpipe presets as kwargs."""
-    b = dict(xflip=1, rotate90=1, xint=1)
-    g = dict(scale=1, rotate=1, aniso=1, xfrac=1)
-    c = dict(brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
-    presets = {'blit': b, 'geom': g, 'color': c, 'filter': dict(imgfilter=1), 'noise': dict(noise=1),
-               'cutout': dict(cutout=1), 'bg': {**b, **g}, 'bgc': {**b, **g, **c},
-               'bgcf': {**b, **g, **c, 'imgfilter': 1}, 'bgcfn': {**b, **g, **c, 'imgfilter': 1, 'noise': 1},
-               'bgcfnc': {**b, **g, **c, 'imgfilter': 1, 'noise': 1, 'cutout': 1}}
-    if name not in presets:
-        raise ValueError(f'unknown --augpipe {name!r}; choose from {", ".join(presets)}')
-    return dict(presets[name])
-
-
 AUGPIPE_NAMES = ('blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc')

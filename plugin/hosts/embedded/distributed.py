@@ -5,19 +5,10 @@ the result is the same average, and parameters that get no gradient (frozen by a
 method) cannot break the reduction, which DDP without find_unused_parameters would.
 """
 import hashlib
-import os
 
 import numpy as np
 import torch
 import torch.distributed as dist
-
-
-def init(rank, world_size, temp_dir, device):
-    if world_size <= 1:
-        return
-    backend = 'nccl' if torch.device(device).type == 'cuda' else 'gloo'
-    init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-    dist.init_process_group(backend, init_method=f'file://{init_file}', rank=rank, world_size=world_size)
 
 
 def world():

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from plugin.hosts.embedded.augment import AugmentPipe, augpipe_preset
+from plugin.hosts.embedded.augment import AugmentPipe
+from plugin.run_options import augpipe_preset
 
 
 def images(n=8):
