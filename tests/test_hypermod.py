@@ -344,3 +344,69 @@ def test_r1_interval_reaches_the_conditional_stage(world):
     assert options['D_reg_interval'] == 16
     with pytest.raises(HypermodError, match='R1 interval'):
         run_pipeline(world, 'r1-zero', kimg=0.016, r1_interval=0)
+
+
+def _g_steps(G, D, classes, steps=3, seed=0):
+    """``steps`` Adam steps of G through HypermodLoss (Gmain) on samples of ``classes`` only."""
+    from training_ext.hypermod.loss import HypermodLoss
+    G, D = G.train().requires_grad_(True), D.train().requires_grad_(True)      # as the host loop does
+    opt = torch.optim.Adam(G.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
+    loss = HypermodLoss('cpu', G.mapping, G.synthesis, D, contrastive_weight=0.0)
+    torch.manual_seed(seed)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss.accumulate_gradients('Gmain', None, None, torch.randn(8, G.z_dim),
+                                  one_hot([classes[i % len(classes)] for i in range(8)], G.num_classes), True, 1.0)
+        opt.step()
+    return G.eval()
+
+
+def _class_images(G, z, k):
+    with torch.no_grad():
+        return G(z, one_hot([k] * z.shape[0], G.num_classes), noise_mode='const')
+
+
+@pytest.mark.parametrize('anchor', [None, 0])
+def test_decorrelated_classes_learn_on_their_own_weights(discs, anchor):
+    """Issue 17: with the heads' v-independent parts trainable and the task vectors of the
+    classes correlated (cosine 0.35..0.70), steps for some classes moved every class, and the
+    source's own class was lost. With frozen offsets and task vectors on disjoint coordinates
+    (the defaults), Adam steps on classes 1 and 2 leave class 0 exactly as it was (the
+    source), and they do change classes 1 and 2."""
+    from training_ext.hypermod.defaults import DEFAULTS
+    assert DEFAULTS['freeze_offsets'] and DEFAULTS['decorrelate']
+    torch.manual_seed(0)
+    G = hyper_from_source(discs['G_ema'], 3, rank=4, freeze_offsets=True, decorrelate=True, anchor=anchor)
+    G.synthesis.task.decorrelate_classes()
+    v = G.synthesis.task(torch.eye(3)).detach()
+    assert ((v[1] != 0) & (v[2] != 0)).sum() == 0 and ((v[0] != 0) & (v[1] != 0)).sum() == 0
+    if anchor is not None:
+        assert (v[0] == 0).all()
+    D = discriminator_from_source(discs['D'], 3)
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
+    source = discs['G_ema'].eval()
+    with torch.no_grad():
+        ref = source(z, None, noise_mode='const')
+    before = _class_images(G.eval(), z, 0)
+    G = _g_steps(G, D, classes=[1, 2])
+    kept = float((_class_images(G, z, 0) - before).abs().max())
+    moved = [float((_class_images(G, z, k) - ref).abs().mean()) for k in (1, 2)]
+    print(f'anchor {anchor}: max |class 0 after - before| {kept:.1e}; mean |class k - source| for 1, 2: '
+          + ', '.join(f'{m:.1e}' for m in moved))
+    assert kept == 0
+    assert min(moved) > 1e-4
+    if anchor is not None:          # then class 0 stays the source whatever the batch holds
+        G = _g_steps(G, D, classes=[0, 1, 2])
+        assert float((_class_images(G, z, 0) - ref).abs().max()) < 1e-4
+
+
+def test_shared_offsets_and_correlated_classes_leak(discs):
+    """The mutant this guards: trainable offsets (the old default) move class 0 with steps on
+    classes 1 and 2 only."""
+    torch.manual_seed(0)
+    G = hyper_from_source(discs['G_ema'], 3, rank=4)
+    D = discriminator_from_source(discs['D'], 3)
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
+    before = _class_images(G.eval(), z, 0)
+    G = _g_steps(G, D, classes=[1, 2])
+    assert float((_class_images(G, z, 0) - before).abs().max()) > 1e-3

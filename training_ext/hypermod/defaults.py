@@ -13,6 +13,10 @@ DEFAULTS = dict(
     # equal kimg and at about equal wall time (BENCHMARKS.md, issue 17: union FID 7.41 vs 9.25
     # at 8 kimg; 8.18 at 542 s vs 9.25 at 509 s).
     r1_interval=1,
+    freeze_offsets=True,
+    freeze_task=False,
+    anchor_class=None,
+    decorrelate=True,
 )
 # Self-initialisation kimg by head init: 'source' heads already reproduce the source (measured
 # 1.5e-7 mean |hyper - source|), which self-initialisation can only perturb (Adam's steps on

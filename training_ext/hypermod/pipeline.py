@@ -81,7 +81,14 @@ class HypermodPipeline(StagePipeline):
         rank = option(f, 'hyper_rank')
         if rank < 0:
             raise HypermodError(f'--hyper-rank must be 0 (full heads) or positive, got {rank}')
-        return dict(rank=rank, init=option(f, 'hyper_init'))
+        init, anchor = option(f, 'hyper_init'), option(f, 'anchor_class')
+        freeze = bool(option(f, 'freeze_offsets'))
+        if anchor is not None and not (0 <= anchor < self.num_classes):
+            raise HypermodError(f'the anchor class must be in 0..{self.num_classes - 1}, got {anchor}')
+        if anchor is not None and (init != 'source' or not freeze):
+            raise HypermodError("an anchor class needs --hyper-init source and frozen offsets")
+        return dict(rank=rank, init=init, freeze_offsets=freeze, freeze_task=bool(option(f, 'freeze_task')), anchor=anchor,
+                    decorrelate=bool(option(f, 'decorrelate')))
 
     def initial_pickle(self):
         out = self.path('stage0-init', 'init.pkl')
@@ -127,6 +134,9 @@ class HypermodPipeline(StagePipeline):
                 # drift apart slowly, a second-order effect. Distinct, they separate from step 1.
                 self.log('[stage2-init] source-init heads, no self-initialisation: class embeddings kept distinct '
                          '(every class still computes the source)')
+                if hasattr(H.synthesis.task, 'basis'):
+                    H.synthesis.task.decorrelate_classes()
+                    self.log('[stage2-init] task vectors of the classes made orthogonal')
             errors = self_init_error(H, self.source['G_ema'], seed=run_options.flag(self.flags, 'seed'))
             self.log(f'[stage2-init] after {kimg:g} kimg of self-initialisation: mean |hyper - source| per class '
                      '(images in [-1, 1]): ' + ', '.join(f'{e:.2e}' for e in errors))
