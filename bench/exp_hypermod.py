@@ -89,7 +89,7 @@ def main():
     p.add_argument('--ema-kimg', type=float, default=None, help="every row: G_ema's half-life [default: the config's]")
     p.add_argument('--hyper-option', action='append', default=[], metavar='NAME=VALUE',
                    help='a hyper-modulation pipeline option (training_ext/hypermod/defaults.py) for its rows, e.g. '
-                        'anchor_class=0 or freeze_offsets=0; repeatable')
+                        'hyper_anchor=0 or freeze_offsets=0; repeatable')
     p.add_argument('--no-baseline', action='store_true', help='train only the hyper-modulation row(s)')
     args = p.parse_args()
     hyper_options = parse_hyper_options(args.hyper_option)

@@ -96,16 +96,19 @@ class TaskNetwork(torch.nn.Module):
         return (v @ self.basis) * (c.to(torch.float32) @ self.support)
 
     @torch.no_grad()
-    def decorrelate_classes(self):
+    def decorrelate_classes(self, norm=None, shared=0):
         """Set ``basis`` so that each one-hot class's task vector (the anchor's, zero, left out)
         lies on its own block of coordinates, disjoint from the other classes' blocks, with
-        the classes' mean norm; the complement of their span is left as it is:
+        norm ``norm`` (None: the classes' mean norm); the complement of their span is left as it is:
         basis = V^+ U + (I - V^+ V) with U the block vectors. Disjoint, not merely orthogonal:
         Adam normalises every weight's step separately, so a head weight column that a class
         does not use gets no step from that class at all (orthogonal dense vectors would still
         leak through the per-weight normalisation). ``support`` zeroes each class's vector
         off its block exactly: Adam would turn the basis's rounding residue (1e-7) into full
-        steps."""
+        steps. ``shared`` > 0 reserves the last coordinate as one that every class but the
+        anchor has, at that value: the heads' weights on it are a trainable offset shared by
+        the new classes (they learn what the target domains have in common from the whole
+        batch), which the anchor never sees."""
         if not hasattr(self, 'basis'):
             raise ValueError('this task network was built without decorrelate=True')
         self.basis.copy_(torch.eye(self.dim, device=self.basis.device))
@@ -115,18 +118,22 @@ class TaskNetwork(torch.nn.Module):
             self.support[self.anchor] = 0
         if not classes:
             return
-        if len(classes) > self.dim:
-            raise ValueError(f'{len(classes)} classes do not fit on disjoint blocks of {self.dim} task dims')
+        free = self.dim - (1 if shared else 0)
+        if len(classes) > free:
+            raise ValueError(f'{len(classes)} classes do not fit on disjoint blocks of {free} task dims')
         V = self(torch.eye(self.num_classes, device=self.embed.device)[classes]).double()
         if torch.linalg.matrix_rank(V) < len(classes):
             raise ValueError('the classes\' task vectors are linearly dependent (equal embeddings?): cannot '
                              'decorrelate them')
-        size = self.dim // len(classes)
+        size = free // len(classes)
         U = torch.zeros_like(V)
         for i, k in enumerate(classes):
-            U[i, i * size:(i + 1) * size] = V.norm(dim=1).mean() / math.sqrt(size)
+            U[i, i * size:(i + 1) * size] = (V.norm(dim=1).mean() if norm is None else norm) / math.sqrt(size)
             self.support[k] = 0
             self.support[k, i * size:(i + 1) * size] = 1
+            if shared:
+                U[i, -1] = shared
+                self.support[k, -1] = 1
         pinv = torch.linalg.pinv(V)
         eye = torch.eye(self.dim, dtype=V.dtype, device=V.device)
         self.basis.copy_((pinv @ U + eye - pinv @ V).to(self.basis.dtype))
