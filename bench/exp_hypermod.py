@@ -24,6 +24,7 @@ computes exactly the source for every class at step 0, the starting point hyper-
 has too. Metrics per class: FID, precision/recall and the
 domain classifier's accuracy (class-k samples recognised as domain k); FID over the union.
 """
+import ast
 import copy
 import os
 
@@ -66,6 +67,18 @@ def plain_transfer_error(args, work, data, src_path):
     return None
 
 
+def parse_hyper_options(items):
+    """{name: value} from NAME=VALUE strings (values as Python literals: 0, 1, None, 0.5)."""
+    from training_ext.hypermod.defaults import DEFAULTS
+    options = {}
+    for item in items:
+        name, sep, value = item.partition('=')
+        if not sep or name not in DEFAULTS:
+            raise SystemExit(f'--hyper-option {item!r}: expected NAME=VALUE with NAME one of {", ".join(DEFAULTS)}')
+        options[name] = ast.literal_eval(value)
+    return options
+
+
 def main():
     p = parser(__doc__, kimg=4)
     p.add_argument('--r1-lazy', action='store_true',
@@ -74,7 +87,12 @@ def main():
     p.add_argument('--source', default=SOURCE, help=f'shipped source (or run directory name) [default: {SOURCE}]')
     p.add_argument('--domains', default=','.join(DOMAINS), help=f'target classes [default: {",".join(DOMAINS)}]')
     p.add_argument('--ema-kimg', type=float, default=None, help="every row: G_ema's half-life [default: the config's]")
+    p.add_argument('--hyper-option', action='append', default=[], metavar='NAME=VALUE',
+                   help='a hyper-modulation pipeline option (training_ext/hypermod/defaults.py) for its rows, e.g. '
+                        'hyper_anchor=0 or freeze_offsets=0; repeatable')
+    p.add_argument('--no-baseline', action='store_true', help='train only the hyper-modulation row(s)')
     args = p.parse_args()
+    hyper_options = parse_hyper_options(args.hyper_option)
     source_name, domains = args.source, args.domains.split(',')
     src_path = source_path(source_name)
     work = start(args, 'hypermod')
@@ -85,27 +103,30 @@ def main():
     curves, seconds = {}, {}
     label = 'hyper-modulation'
     print(label)
-    pipe_dir = os.path.join(work, 'hyper')
-    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, **ema)
+    suffix = ''.join(f'-{k}{v}' for k, v in sorted(hyper_options.items()))    # a row per option set
+    pipe_dir = os.path.join(work, 'hyper' + suffix)
+    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, **ema, **hyper_options)
     info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
     curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), domains, args.num, t0=info['t0'])
     seconds[label] = info['seconds']
     if args.r1_lazy:
         label = 'hyper-modulation, lazy R1 (every 16 steps)'
         print(label)
-        pipe_dir = os.path.join(work, 'hyper-r1-lazy')
-        flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, r1_interval=16, **ema)
+        pipe_dir = os.path.join(work, 'hyper-r1-lazy' + suffix)
+        flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, **ema,
+                            **dict(hyper_options, r1_interval=16))
         info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
         curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), domains, args.num, t0=info['t0'])
         seconds[label] = info['seconds']
-    label = 'conditional fine-tuning'
-    print(label)
-    run_dir = os.path.join(work, 'cond-fine-tuning')
-    flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, resume=widened_source(work, len(domains), src_path),
-                        **ema)
-    info = run_row(args, run_dir, lambda: plain_run(run_dir, flags))
-    curves[label] = curve(snapshots(run_dir), domains, args.num, t0=info['t0'])
-    seconds[label] = info['seconds']
+    if not args.no_baseline:
+        label = 'conditional fine-tuning'
+        print(label)
+        run_dir = os.path.join(work, 'cond-fine-tuning')
+        flags = train_flags(args, args.kimg, snap=2, data=data, cond=True,
+                            resume=widened_source(work, len(domains), src_path), **ema)
+        info = run_row(args, run_dir, lambda: plain_run(run_dir, flags))
+        curves[label] = curve(snapshots(run_dir), domains, args.num, t0=info['t0'])
+        seconds[label] = info['seconds']
     rows = []
     for label, points in curves.items():
         end = final(points)
@@ -120,7 +141,7 @@ def main():
     write_results(args, 'hypermod', table, curves,
                   f'Hyper-modulation vs conditional fine-tuning, unconditional {source_name} -> labelled '
                   f'{" + ".join(domains)} ({COUNT} each), {args.kimg:g} kimg per row',
-                  meta=dict(source=source_name, domains=domains, count=COUNT, plain_transfer_error=error, ema_kimg=args.ema_kimg,
+                  meta=dict(source=source_name, domains=domains, hyper_options=hyper_options, count=COUNT, plain_transfer_error=error, ema_kimg=args.ema_kimg,
                             baseline_start='source widened by plugin.widen'),
                   extra_plots=[(f'fid_class{k}.png', 'kimg', lambda p, k=k: p['per_class'][k]['fid'],
                                 f'hypermod: FID of class {k} ({d}) against kimg') for k, d in enumerate(domains)])

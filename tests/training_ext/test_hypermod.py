@@ -342,5 +342,119 @@ def test_r1_interval_reaches_the_conditional_stage(world):
     pipe, _ = run_pipeline(world, 'r1-lazy', kimg=0.016, r1_interval=16)
     options = json.loads(open(pipe.path('stage2-cond', 'training_options.json')).read())
     assert options['D_reg_interval'] == 16
+    from training_ext.hypermod.defaults import DEFAULTS
+    assert options['loss_kwargs']['mismatch_weight'] == DEFAULTS['mismatch_weight'] > 0     # issue 17
     with pytest.raises(HypermodError, match='R1 interval'):
         run_pipeline(world, 'r1-zero', kimg=0.016, r1_interval=0)
+
+
+def _g_steps(G, D, classes, steps=3, seed=0):
+    """``steps`` Adam steps of G through HypermodLoss (Gmain) on samples of ``classes`` only."""
+    from training_ext.hypermod.loss import HypermodLoss
+    G, D = G.train().requires_grad_(True), D.train().requires_grad_(True)      # as the host loop does
+    opt = torch.optim.Adam(G.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
+    loss = HypermodLoss('cpu', G.mapping, G.synthesis, D, contrastive_weight=0.0)
+    torch.manual_seed(seed)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss.accumulate_gradients('Gmain', None, None, torch.randn(8, G.z_dim),
+                                  one_hot([classes[i % len(classes)] for i in range(8)], G.num_classes), True, 1.0)
+        opt.step()
+    return G.eval()
+
+
+def _class_images(G, z, k):
+    with torch.no_grad():
+        return G(z, one_hot([k] * z.shape[0], G.num_classes), noise_mode='const')
+
+
+@pytest.mark.parametrize('anchor', [None, 0])
+def test_decorrelated_classes_learn_on_their_own_weights(discs, anchor):
+    """Issue 17: with the heads' v-independent parts trainable and the task vectors of the
+    classes correlated (cosine 0.35..0.70), steps for some classes moved every class, and the
+    source's own class was lost. With frozen offsets and task vectors on disjoint coordinates
+    (the defaults), Adam steps on classes 1 and 2 leave class 0 exactly as it was (the
+    source), and they do change classes 1 and 2."""
+    from training_ext.hypermod.defaults import DEFAULTS
+    assert DEFAULTS['freeze_offsets'] and DEFAULTS['decorrelate']
+    torch.manual_seed(0)
+    G = hyper_from_source(discs['G_ema'], 3, rank=4, freeze_offsets=True, decorrelate=True, anchor=anchor)
+    G.synthesis.task.decorrelate_classes()
+    v = G.synthesis.task(torch.eye(3)).detach()
+    assert ((v[1] != 0) & (v[2] != 0)).sum() == 0 and ((v[0] != 0) & (v[1] != 0)).sum() == 0
+    if anchor is not None:
+        assert (v[0] == 0).all()
+    D = discriminator_from_source(discs['D'], 3)
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
+    source = discs['G_ema'].eval()
+    with torch.no_grad():
+        ref = source(z, None, noise_mode='const')
+    before = _class_images(G.eval(), z, 0)
+    G = _g_steps(G, D, classes=[1, 2])
+    kept = float((_class_images(G, z, 0) - before).abs().max())
+    moved = [float((_class_images(G, z, k) - ref).abs().mean()) for k in (1, 2)]
+    print(f'anchor {anchor}: max |class 0 after - before| {kept:.1e}; mean |class k - source| for 1, 2: '
+          + ', '.join(f'{m:.1e}' for m in moved))
+    assert kept == 0
+    assert min(moved) > 1e-4
+    if anchor is not None:          # then class 0 stays the source whatever the batch holds
+        G = _g_steps(G, D, classes=[0, 1, 2])
+        assert float((_class_images(G, z, 0) - ref).abs().max()) < 1e-4
+
+
+def test_shared_offsets_and_correlated_classes_leak(discs):
+    """The mutant this guards: trainable offsets (the old default) move class 0 with steps on
+    classes 1 and 2 only."""
+    torch.manual_seed(0)
+    G = hyper_from_source(discs['G_ema'], 3, rank=4)
+    D = discriminator_from_source(discs['D'], 3)
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
+    before = _class_images(G.eval(), z, 0)
+    G = _g_steps(G, D, classes=[1, 2])
+    assert float((_class_images(G, z, 0) - before).abs().max()) > 1e-3
+
+
+def test_mismatch_term_teaches_d_the_classes(discs):
+    """The matching-aware term scores real images under another class's label as fakes. With
+    the real term (softplus(-D(real, c))) alone, D's class rows (identical at the start) have
+    no reason to differ on real images; with the mismatch term D scores real images higher
+    under their own label than under the other's (slowly: the rows learn at the head's
+    equalised-lr rate)."""
+    import torch.nn.functional as F
+    from training_ext.hypermod.loss import mismatch_loss, wrong_labels
+    c = one_hot([0, 1, 2, 0, 1, 2], 3)
+    wrong = wrong_labels(c)
+    assert (wrong.argmax(1) != c.argmax(1)).all() and torch.equal(wrong.sum(1), torch.ones(6))
+    from plugin.domains import render
+    real = torch.stack([torch.from_numpy(render(d, i)).permute(2, 0, 1).float() / 127.5 - 1
+                        for d in ('discs', 'rings') for i in range(8)])
+    c = one_hot([0] * 8 + [1] * 8, 2)
+    gaps = []
+    for weight in (0.0, 1.0):
+        D = discriminator_from_source(discs['D'], 2).train().requires_grad_(True)
+        opt = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99))
+        torch.manual_seed(0)
+        for _ in range(10):
+            opt.zero_grad(set_to_none=True)
+            (F.softplus(-D(real, c)).mean() + weight * mismatch_loss(D, real, c)).backward()
+            opt.step()
+        with torch.no_grad():
+            gaps.append(float((D(real, c) - D(real, 1 - c)).mean()))
+    print(f'score gap own label - other label after 10 steps: without the term {gaps[0]:.4f}, with {gaps[1]:.4f}')
+    assert gaps[1] > 2 * abs(gaps[0])          # measured: 0.0016 without, 0.0047 with
+
+
+def test_anchor_class_stays_the_source_through_the_pipeline(world):
+    """--hyper-anchor 0: after conditional training class 0 still generates exactly what the
+    source does (its task vector is zero and the offsets are frozen); class 1 has moved."""
+    _, final = run_pipeline(world, 'anchor', hyper_anchor=0, kimg=0.05)
+    G = load_network_pkl(final)['G_ema'].eval()
+    source = load_network_pkl(world['source'])['G_ema'].eval()
+    z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = source(z, None, noise_mode='const')
+        diffs = [float((G(z, one_hot([k] * 8, 2), noise_mode='const') - ref).abs().max()) for k in (0, 1)]
+    print(f'anchor: max |class k - source| after 0.05 kimg: {diffs[0]:.1e}, {diffs[1]:.1e}')
+    assert diffs[0] < 1e-4 and diffs[1] > 1e-3
+    with pytest.raises(HypermodError, match='anchor class must be in 0..1'):
+        run_pipeline(world, 'anchor-bad', hyper_anchor=2, kimg=0)

@@ -1,12 +1,16 @@
 """Hyper-modulation (arXiv 2112.02219): turn an unconditional generator into a class-conditional one.
 
     python train_cocktail.py --outdir runs --data labelled.zip --cond 1 --resume uncond.pkl --hyper \\
-        [--hyper-rank 8] [--hyper-init source] [--self-init-kimg 0] [--contrastive-weight 0.01] --kimg 200
+        [--hyper-rank 8] [--hyper-init source] [--self-init-kimg 0] [--contrastive-weight 0.01] \\
+        [--hyper-anchor CLASS] --kimg 200
 
 networks.py: HyperGenerator (frozen standardised base weights, task network, gamma/beta/delta-b
 heads per 3x3 synthesis conv; the label travels inside the ws) and HyperDiscriminator (the
 source D with a per-class output head). loss.py: SelfInitLoss and HypermodLoss (StyleGAN2 +
-Barlow Twins on D). pipeline.py: init -> self-initialisation -> conditional training.
+Barlow Twins and the wrong-label term on D). Classes learn on their own weights: frozen head
+offsets, task vectors on disjoint coordinates, an optional anchor class (``--hyper-anchor``)
+kept exactly the source (defaults.py; issue 17 in BENCHMARKS.md). pipeline.py: init ->
+self-initialisation -> conditional training.
 The per-sample weight is one op, torch_utils_ext.ops.hypermod_weight (the fused-kernel hot path).
 
 Defaults, measured with bench/bench_hypermod.py:

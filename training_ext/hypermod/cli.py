@@ -16,7 +16,7 @@ from .pipeline import HypermodError, HypermodPipeline
 
 SELECTOR = 'hyper'
 ERROR = HypermodError
-FLAG_NAMES = ('hyper', 'hyper_rank', 'hyper_init', 'self_init_kimg', 'contrastive_weight')
+FLAG_NAMES = ('hyper', 'hyper_rank', 'hyper_init', 'self_init_kimg', 'contrastive_weight', 'hyper_anchor')
 FLAGS = [
     click.option('--hyper', is_flag=True, default=False,
                  help='Hyper-modulation: make the unconditional --resume PKL class-conditional on --data (--cond 1)'),
@@ -29,6 +29,9 @@ FLAGS = [
                       + ', '.join(f'{k:g} with --hyper-init {i}' for i, k in DEFAULT_SELF_INIT_KIMG.items()) + ']'),
     click.option('--contrastive-weight', type=float, metavar='FLOAT',
                  help=f'Weight of the Barlow Twins term in D\'s loss [default: {DEFAULTS["contrastive_weight"]:g}]'),
+    click.option('--hyper-anchor', type=int, metavar='CLASS',
+                 help='The class that is the source\'s own domain: it stays exactly the source (no anchor by '
+                      'default)'),
 ]
 
 

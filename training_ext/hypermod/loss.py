@@ -7,7 +7,9 @@ L1 distance between their outputs (features and RGB). D phases and regularisers 
 
 ``HypermodLoss``: the host's StyleGAN2 loss plus, in D's main phase only, a Barlow Twins term
 on D's penultimate features of two augmented views of the real images (BatchNorm without
-affine, off-diagonal weight 5e-3), weighted by ``contrastive_weight`` (defaults.py).
+affine, off-diagonal weight 5e-3), weighted by ``contrastive_weight`` (defaults.py), and the
+matching-aware term (``mismatch_loss``: real images under another class's label scored as
+fakes), weighted by ``mismatch_weight``.
 """
 import math
 import warnings
@@ -121,14 +123,17 @@ def barlow_twins(f1, f2, offdiag_weight=5e-3):
 
 class HypermodLoss(WrappedLoss):
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None,
-                 contrastive_weight=DEFAULTS['contrastive_weight'],
+                 contrastive_weight=DEFAULTS['contrastive_weight'], mismatch_weight=DEFAULTS['mismatch_weight'],
                  offdiag_weight=5e-3, **loss_kwargs):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         if contrastive_weight and not hasattr(unwrap(D), 'features'):
             raise ValueError('the contrastive term needs a discriminator with features(img) (HyperDiscriminator)')
         if not (contrastive_weight >= 0 and math.isfinite(contrastive_weight)):
             raise ValueError(f'contrastive weight must be >= 0, got {contrastive_weight}')
+        if not (mismatch_weight >= 0 and math.isfinite(mismatch_weight)):
+            raise ValueError(f'mismatch weight must be >= 0, got {mismatch_weight}')
         self.D, self.contrastive_weight, self.offdiag_weight = D, contrastive_weight, offdiag_weight
+        self.mismatch_weight = mismatch_weight
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
@@ -138,3 +143,23 @@ class HypermodLoss(WrappedLoss):
             loss = barlow_twins(D.features(random_views(real)), D.features(random_views(real)), self.offdiag_weight)
             report('Hypermod/contrastive', loss)
             backward_synced(loss.mul(self.contrastive_weight * gain), [self.D])
+        if phase in ('Dmain', 'Dboth') and self.mismatch_weight > 0 and real_c is not None and real_c.shape[1] > 1:
+            loss = mismatch_loss(unwrap(self.D), real_img.detach(), real_c, self.augment_pipe)
+            report('Hypermod/mismatch', loss)
+            backward_synced(loss.mul(self.mismatch_weight * gain), [self.D])
+
+
+def wrong_labels(c):
+    """One-hot labels of another class than c's (argmax), drawn uniformly among the others."""
+    k = c.shape[1]
+    shift = torch.randint(1, k, [c.shape[0]], device=c.device)
+    return F.one_hot((c.argmax(dim=1) + shift) % k, k).to(c.dtype)
+
+
+def mismatch_loss(D, real_img, real_c, augment_pipe=None):
+    """The matching-aware term (a real image under another class's label is a fake): D's
+    per-class scores must tell the classes' domains apart, not only real from generated.
+    Without it D's class rows learn only "real vs this class's fakes", and a class whose
+    generator draws another target domain passes (measured: class 'stripes' drawing rings)."""
+    img = real_img if augment_pipe is None else augment_pipe(real_img)
+    return F.softplus(D(img, wrong_labels(real_c))).mean()

@@ -55,20 +55,88 @@ class TaskNetwork(torch.nn.Module):
     """Label -> task vector v: an embedding (c @ E, so soft labels interpolate) and an MLP of
     ``num_layers`` equalised-lr linear layers with leaky ReLU. The MLP has the mapping
     network's learning-rate multiplier (0.01), so with the host's lr it learns at the
-    reference's task-network rate (2e-5); the embedding learns at the full rate."""
+    reference's task-network rate (2e-5); the embedding learns at the full rate.
 
-    def __init__(self, num_classes, dim=64, num_layers=4, lr_multiplier=0.01):
+    ``anchor``: a class index, or None. With it, v is MLP(c @ E) - MLP(E[anchor]): the anchor
+    class's task vector is exactly zero, so heads whose v-independent parts are the source's
+    (and frozen) give it exactly the source's weights, at every step of training.
+    ``decorrelate``: keep a fixed linear map ``basis`` [dim, dim] and a 0/1 ``support``
+    [num_classes, dim] (buffers; identity and ones until ``decorrelate_classes()`` sets them):
+    v becomes (v @ basis) * (c @ support). The MLP's leaky ReLUs make the task
+    vectors of random embeddings strongly correlated (cosine 0.35..0.70 for 3 classes at
+    64 dims); the heads' gradient is g (x) v, so a step for one class then moves the others
+    almost as much, and one domain takes over every class. The map puts the classes' task
+    vectors on disjoint coordinates at the start (``decorrelate_classes``).
+    """
+
+    def __init__(self, num_classes, dim=64, num_layers=4, lr_multiplier=0.01, anchor=None, decorrelate=False):
         super().__init__()
+        if anchor is not None and not 0 <= anchor < num_classes:
+            raise ValueError(f'anchor class must be in 0..{num_classes - 1}, got {anchor}')
         self.num_classes, self.dim, self.num_layers = num_classes, dim, num_layers
+        self.anchor = anchor
         self.embed = torch.nn.Parameter(torch.randn([num_classes, dim]))
         for i in range(num_layers):
             setattr(self, f'fc{i}', FullyConnectedLayer(dim, dim, activation='lrelu', lr_multiplier=lr_multiplier))
+        if decorrelate:
+            self.register_buffer('basis', torch.eye(dim))
+            self.register_buffer('support', torch.ones([num_classes, dim]))
+
+    def mlp(self, e):
+        for i in range(self.num_layers):
+            e = getattr(self, f'fc{i}')(e)
+        return e
 
     def forward(self, c):
-        v = c.to(torch.float32) @ self.embed
-        for i in range(self.num_layers):
-            v = getattr(self, f'fc{i}')(v)
-        return v
+        v = self.mlp(c.to(torch.float32) @ self.embed)
+        if self.anchor is not None:
+            v = v - self.mlp(self.embed[self.anchor:self.anchor + 1])
+        if not hasattr(self, 'basis'):
+            return v
+        return (v @ self.basis) * (c.to(torch.float32) @ self.support)
+
+    @torch.no_grad()
+    def decorrelate_classes(self, norm=None, shared=0):
+        """Set ``basis`` so that each one-hot class's task vector (the anchor's, zero, left out)
+        lies on its own block of coordinates, disjoint from the other classes' blocks, with
+        norm ``norm`` (None: the classes' mean norm); the complement of their span is left as it is:
+        basis = V^+ U + (I - V^+ V) with U the block vectors. Disjoint, not merely orthogonal:
+        Adam normalises every weight's step separately, so a head weight column that a class
+        does not use gets no step from that class at all (orthogonal dense vectors would still
+        leak through the per-weight normalisation). ``support`` zeroes each class's vector
+        off its block exactly: Adam would turn the basis's rounding residue (1e-7) into full
+        steps. ``shared`` > 0 reserves the last coordinate as one that every class but the
+        anchor has, at that value: the heads' weights on it are a trainable offset shared by
+        the new classes (they learn what the target domains have in common from the whole
+        batch), which the anchor never sees."""
+        if not hasattr(self, 'basis'):
+            raise ValueError('this task network was built without decorrelate=True')
+        self.basis.copy_(torch.eye(self.dim, device=self.basis.device))
+        self.support.fill_(1)
+        classes = [k for k in range(self.num_classes) if k != self.anchor]
+        if self.anchor is not None:
+            self.support[self.anchor] = 0
+        if not classes:
+            return
+        free = self.dim - (1 if shared else 0)
+        if len(classes) > free:
+            raise ValueError(f'{len(classes)} classes do not fit on disjoint blocks of {free} task dims')
+        V = self(torch.eye(self.num_classes, device=self.embed.device)[classes]).double()
+        if torch.linalg.matrix_rank(V) < len(classes):
+            raise ValueError('the classes\' task vectors are linearly dependent (equal embeddings?): cannot '
+                             'decorrelate them')
+        size = free // len(classes)
+        U = torch.zeros_like(V)
+        for i, k in enumerate(classes):
+            U[i, i * size:(i + 1) * size] = (V.norm(dim=1).mean() if norm is None else norm) / math.sqrt(size)
+            self.support[k] = 0
+            self.support[k, i * size:(i + 1) * size] = 1
+            if shared:
+                U[i, -1] = shared
+                self.support[k, -1] = 1
+        pinv = torch.linalg.pinv(V)
+        eye = torch.eye(self.dim, dtype=V.dtype, device=V.device)
+        self.basis.copy_((pinv @ U + eye - pinv @ V).to(self.basis.dtype))
 
 
 @persistent_class(None)
@@ -186,8 +254,14 @@ class HyperSynthesisLayer(torch.nn.Module):
             self.beta.set_offset(self.weight_mean)
             self.dbias.bias.copy_(bias - b_hat)
 
-    def head_parameters(self):
-        return [*self.gamma.parameters(), *self.beta.parameters(), *self.dbias.parameters()]
+    def head_parameters(self, offsets=True):
+        """The heads' parameters; without their v-independent parts (offsets, the bias head's
+        bias) when ``offsets`` is False."""
+        params = [*self.gamma.parameters(), *self.beta.parameters(), *self.dbias.parameters()]
+        if offsets:
+            return params
+        fixed = {id(self.dbias.bias)} | {id(h.fc.bias if h.rank == 0 else h.offset) for h in (self.gamma, self.beta)}
+        return [p for p in params if id(p) not in fixed]
 
     def forward(self, x, w, task=None, noise_mode='random', fused_modconv=True, gain=1):
         if task is None:
@@ -263,10 +337,10 @@ class HyperMapping(torch.nn.Module):
 class HyperSynthesis(torch.nn.Module):
     """The task network and the source's synthesis network with hyper-modulated convs."""
 
-    def __init__(self, num_classes, task_dim=64, task_layers=4):
+    def __init__(self, num_classes, task_dim=64, task_layers=4, **task_kwargs):
         super().__init__()
         self.num_classes = num_classes
-        self.task = TaskNetwork(num_classes, task_dim, task_layers)
+        self.task = TaskNetwork(num_classes, task_dim, task_layers, **task_kwargs)
 
     def attach(self, net):
         self.net = net
@@ -291,17 +365,30 @@ class HyperGenerator(torch.nn.Module):
     ``generator``: the unconditional source generator's kwargs (with class_name); weights come
     from ``hyper_from_source`` or the stage's pickle. ``rank``: 0 for full (out x in) heads,
     R for low-rank heads. ``train``: 'hyper' (only task network and heads learn) or 'all'
-    (every parameter: the paper's optional fine-tuning). ``c_dim``, ``img_resolution``,
+    (every parameter: the paper's optional fine-tuning). ``freeze_offsets``: with 'hyper', the
+    heads' v-independent parts (offsets and the bias head's bias) stay frozen too, so only
+    the class-dependent parts learn: with them trainable, every class shares them, and the
+    classes in the majority drag the others (the source's own class too) along.
+    ``freeze_task``: with 'hyper', the task network (embedding, MLP) stays frozen too: it is
+    shared by the classes (the anchor's embedding enters every class's v), so its steps for
+    one class move the others. The heads are linear in v, so fixed distinct task vectors lose
+    nothing: each class keeps its own weights (its v's coordinates). ``anchor``,
+    ``decorrelate``: see TaskNetwork; the anchor class stays exactly the source only with
+    'source' heads, frozen offsets and train 'hyper'. ``c_dim``, ``img_resolution``,
     ``img_channels`` are what the training loop passes; they must agree.
     """
 
     def __init__(self, generator, num_classes, rank=0, task_dim=64, task_layers=4, init='source', train='hyper',
+                 freeze_offsets=False, freeze_task=False, anchor=None, decorrelate=False,
                  c_dim=None, img_resolution=None, img_channels=None):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f'num_classes must be at least 1, got {num_classes}')
         if train not in ('hyper', 'all'):
             raise ValueError(f"train must be 'hyper' or 'all', got {train!r}")
+        if anchor is not None and not (init == 'source' and freeze_offsets and train == 'hyper'):
+            raise ValueError("an anchor class needs init 'source', freeze_offsets and train 'hyper' (otherwise it "
+                             "would not stay the source)")
         G = active_host().construct_class_by_name(**dict(generator))
         if G.c_dim != 0:
             raise ValueError(f'the source generator is conditional (c_dim {G.c_dim}); hyper-modulation needs an '
@@ -317,15 +404,18 @@ class HyperGenerator(torch.nn.Module):
                 if hasattr(block, name):
                     setattr(block, name, hyper_layer_for(getattr(block, name), task_dim, rank, init))
         self.mapping = HyperMapping(num_classes).attach(G.mapping)
-        self.synthesis = HyperSynthesis(num_classes, task_dim, task_layers).attach(G.synthesis)
+        task_kwargs = dict(anchor=anchor) if anchor is not None else {}     # class 0 is an anchor: no truthiness
+        if decorrelate:
+            task_kwargs['decorrelate'] = True
+        self.synthesis = HyperSynthesis(num_classes, task_dim, task_layers, **task_kwargs).attach(G.synthesis)
         self.num_classes, self.rank, self.train_mode = num_classes, rank, train
         self.z_dim, self.c_dim = G.z_dim, num_classes
         self.w_dim, self.style_dim, self.num_ws = self.synthesis.w_dim, G.w_dim, G.num_ws
         self.img_resolution, self.img_channels = G.img_resolution, G.img_channels
         if train == 'hyper':
-            trainable = {id(p) for p in self.synthesis.task.parameters()}
+            trainable = set() if freeze_task else {id(p) for p in self.synthesis.task.parameters()}
             for _, layer in hyper_layers(self.synthesis.net):
-                trainable.update(id(p) for p in layer.head_parameters())
+                trainable.update(id(p) for p in layer.head_parameters(offsets=not freeze_offsets))
             register_gradient_masks(self, {n: p for n, p in self.named_parameters() if id(p) not in trainable})
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=None, **synthesis_kwargs):

@@ -12,8 +12,13 @@ stage2-init: after self-initialisation (or with the 'reference' init), class 0's
   'source' heads (which ignore the embeddings) the embeddings stay distinct, so that classes
   separate from the first step. The measured distance to the source per class is logged and
   kept in pipeline_state.json (self_init_error).
+  With ``decorrelate`` (the default) the classes' task vectors are then put on disjoint
+  coordinates (TaskNetwork.decorrelate_classes), plus the coordinate shared by every class
+  but the anchor (``task_shared``).
 stage2-cond: conditional training on the labelled target (--data, --cond 1) with the
-  StyleGAN2 loss plus the contrastive term on D (HypermodLoss).
+  StyleGAN2 loss plus the contrastive and the mismatch terms on D (HypermodLoss). Only the
+  class-dependent parts of the heads learn (``freeze_offsets``); ``--hyper-anchor K`` keeps
+  class K (the source's own domain) exactly the source.
 """
 import copy
 import os
@@ -81,7 +86,16 @@ class HypermodPipeline(StagePipeline):
         rank = option(f, 'hyper_rank')
         if rank < 0:
             raise HypermodError(f'--hyper-rank must be 0 (full heads) or positive, got {rank}')
-        return dict(rank=rank, init=option(f, 'hyper_init'))
+        init, anchor = option(f, 'hyper_init'), option(f, 'hyper_anchor')
+        # The paper's 'reference' heads learn the source's offsets in self-initialisation: they
+        # cannot be frozen (the networks' kwargs hold for every stage).
+        freeze = bool(option(f, 'freeze_offsets')) and init == 'source'
+        if anchor is not None and not (0 <= anchor < self.num_classes):
+            raise HypermodError(f'the anchor class must be in 0..{self.num_classes - 1}, got {anchor}')
+        if anchor is not None and (init != 'source' or not freeze):
+            raise HypermodError("an anchor class needs --hyper-init source and frozen offsets")
+        return dict(rank=rank, init=init, freeze_offsets=freeze, freeze_task=bool(option(f, 'freeze_task')), anchor=anchor,
+                    decorrelate=bool(option(f, 'decorrelate')))
 
     def initial_pickle(self):
         out = self.path('stage0-init', 'init.pkl')
@@ -127,6 +141,9 @@ class HypermodPipeline(StagePipeline):
                 # drift apart slowly, a second-order effect. Distinct, they separate from step 1.
                 self.log('[stage2-init] source-init heads, no self-initialisation: class embeddings kept distinct '
                          '(every class still computes the source)')
+                if hasattr(H.synthesis.task, 'basis'):
+                    H.synthesis.task.decorrelate_classes(option(self.flags, 'task_norm'), option(self.flags, 'task_shared'))
+                    self.log('[stage2-init] task vectors of the classes put on disjoint coordinates')
             errors = self_init_error(H, self.source['G_ema'], seed=run_options.flag(self.flags, 'seed'))
             self.log(f'[stage2-init] after {kimg:g} kimg of self-initialisation: mean |hyper - source| per class '
                      '(images in [-1, 1]): ' + ', '.join(f'{e:.2e}' for e in errors))
@@ -140,7 +157,8 @@ class HypermodPipeline(StagePipeline):
         if kimg == 0:
             self.log(f'[stage2-cond] --kimg 0: no conditional training; the result is {start} (every class the source)')
             return start
-        loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=option(f, 'contrastive_weight'))
+        loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=option(f, 'contrastive_weight'),
+                    mismatch_weight=option(f, 'mismatch_weight'))
         if loss['contrastive_weight'] == 0:
             self.log('[stage2-cond] --contrastive-weight 0: D trains without the Barlow Twins term')
         args = self._stage('stage2-cond', kimg, start, data=f.data, loss_kwargs=loss)
