@@ -52,7 +52,7 @@ def step(G, D, z):
 def import_host(path):
     sys.path.insert(0, path)
     try:
-        import pkg_resources  # noqa: F401  (the host's ops import it; setuptools >= 81 no longer ships it)
+        import pkg_resources  # noqa: F401 -- (the host's ops import it; setuptools >= 81 no longer ships it)
     except ImportError:
         import packaging.version
         sys.modules['pkg_resources'] = types.SimpleNamespace(parse_version=packaging.version.parse)

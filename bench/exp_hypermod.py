@@ -69,12 +69,15 @@ def plain_transfer_error(args, work, data, src_path):
 
 def parse_hyper_options(items):
     """{name: value} from NAME=VALUE strings (values as Python literals: 0, 1, None, 0.5)."""
-    from training_ext.hypermod.defaults import DEFAULTS
+    import dataclasses
+
+    from training_ext.hypermod.config import HypermodConfig
+    names = [f.name for f in dataclasses.fields(HypermodConfig)]
     options = {}
     for item in items:
         name, sep, value = item.partition('=')
-        if not sep or name not in DEFAULTS:
-            raise SystemExit(f'--hyper-option {item!r}: expected NAME=VALUE with NAME one of {", ".join(DEFAULTS)}')
+        if not sep or name not in names:
+            raise SystemExit(f'--hyper-option {item!r}: expected NAME=VALUE with NAME one of {", ".join(names)}')
         options[name] = ast.literal_eval(value)
     return options
 
@@ -88,7 +91,7 @@ def main():
     p.add_argument('--domains', default=','.join(DOMAINS), help=f'target classes [default: {",".join(DOMAINS)}]')
     p.add_argument('--ema-kimg', type=float, default=None, help="every row: G_ema's half-life [default: the config's]")
     p.add_argument('--hyper-option', action='append', default=[], metavar='NAME=VALUE',
-                   help='a hyper-modulation pipeline option (training_ext/hypermod/defaults.py) for its rows, e.g. '
+                   help='a hyper-modulation pipeline option (training_ext/hypermod/config.py) for its rows, e.g. '
                         'hyper_anchor=0 or freeze_offsets=0; repeatable')
     p.add_argument('--no-baseline', action='store_true', help='train only the hyper-modulation row(s)')
     args = p.parse_args()

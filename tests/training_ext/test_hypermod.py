@@ -342,8 +342,8 @@ def test_r1_interval_reaches_the_conditional_stage(world):
     pipe, _ = run_pipeline(world, 'r1-lazy', kimg=0.016, r1_interval=16)
     options = json.loads(open(pipe.path('stage2-cond', 'training_options.json')).read())
     assert options['D_reg_interval'] == 16
-    from training_ext.hypermod.defaults import DEFAULTS
-    assert options['loss_kwargs']['mismatch_weight'] == DEFAULTS['mismatch_weight'] > 0     # issue 17
+    from training_ext.hypermod.config import HypermodConfig
+    assert options['loss_kwargs']['mismatch_weight'] == HypermodConfig.default('mismatch_weight') > 0     # issue 17
     with pytest.raises(HypermodError, match='R1 interval'):
         run_pipeline(world, 'r1-zero', kimg=0.016, r1_interval=0)
 
@@ -375,8 +375,8 @@ def test_decorrelated_classes_learn_on_their_own_weights(discs, anchor):
     source's own class was lost. With frozen offsets and task vectors on disjoint coordinates
     (the defaults), Adam steps on classes 1 and 2 leave class 0 exactly as it was (the
     source), and they do change classes 1 and 2."""
-    from training_ext.hypermod.defaults import DEFAULTS
-    assert DEFAULTS['freeze_offsets'] and DEFAULTS['decorrelate']
+    from training_ext.hypermod.config import HypermodConfig
+    assert HypermodConfig.default('freeze_offsets') and HypermodConfig.default('decorrelate')
     torch.manual_seed(0)
     G = hyper_from_source(discs['G_ema'], 3, rank=4, freeze_offsets=True, decorrelate=True, anchor=anchor)
     G.synthesis.task.decorrelate_classes()

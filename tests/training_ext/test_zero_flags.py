@@ -14,7 +14,7 @@ from plugin import load_network_pkl, run_options
 from training_ext.bypass.config import BypassConfig
 from training_ext.bypass.pipeline import BypassError, BypassPipeline
 from plugin.domains import write_domains_zip
-from training_ext.hypermod import defaults as hypermod_defaults
+from training_ext.hypermod.config import HypermodConfig
 from training_ext.hypermod.pipeline import HypermodPipeline
 from training_ext.cocktail.config import CocktailConfig
 from training_ext.mining.config import MiningConfig
@@ -35,11 +35,7 @@ def world(tmp_path_factory):
 
 
 def test_option_helpers_keep_a_given_zero():
-    for helper in (hypermod_defaults.option,):
-        module = sys.modules[helper.__module__]
-        for name in module.DEFAULTS:
-            assert helper({name: 0}, name) == 0, name
-    for config in (CocktailConfig, MiningConfig, BypassConfig):
+    for config in (CocktailConfig, MiningConfig, BypassConfig, HypermodConfig):
         for field in dataclasses.fields(config):
             assert getattr(config.from_flags({field.name: 0}), field.name) == 0, (config.__name__, field.name)
             assert config.from_flags({field.name: None}) == config(), 'a flag not given keeps the default'
@@ -55,12 +51,15 @@ def test_method_flags_are_generated_from_their_config_with_its_defaults():
     import train_cocktail
     text = CliRunner().invoke(train_cocktail.main, ['--help'], terminal_width=400).output
     assert '--selector-weight FLOAT' in text or '--selector-weight' in text
-    for config in (CocktailConfig, MiningConfig, BypassConfig):
+    for config in (CocktailConfig, MiningConfig, BypassConfig, HypermodConfig):
         for field in config.flag_fields():
             assert field.metadata['flag'] in text, field.metadata['flag']
     assert 'Weight of the selector loss (several sources); 0: untrained [default: 1]' in text
     assert '[default: wgangp (latent), ns (partial)]' in text
     assert '[default: --kimg]' in text
+    assert '[default: 0 (source), 20 (reference)]' in text
+    assert HypermodConfig.from_flags({}).get('self_init_kimg', 'reference') == 20
+    assert HypermodConfig.from_flags({'self_init_kimg': 0}).get('self_init_kimg', 'reference') == 0
 
 
 def test_mining_zero_selector_weight_reaches_the_loss_and_zero_kimg_skips_the_stage(world):

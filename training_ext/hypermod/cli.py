@@ -5,34 +5,16 @@ source pickle (a new pipeline in --outdir), or a hyper-modulation pipeline direc
 pipeline_state.json) to continue, whose source is the one it was started with.
 """
 
-import click
-
 from plugin import launch
 from training_ext.common.stages import resume_source_or_pipeline, source_names
 
-from .defaults import DEFAULT_SELF_INIT_KIMG, DEFAULTS
-from .networks import INITS
+from .config import HypermodConfig
 from .pipeline import HypermodError, HypermodPipeline
 
 SELECTOR = 'hyper'
 ERROR = HypermodError
-FLAG_NAMES = ('hyper', 'hyper_rank', 'hyper_init', 'self_init_kimg', 'contrastive_weight', 'hyper_anchor')
-FLAGS = [
-    click.option('--hyper', is_flag=True, default=False,
-                 help='Hyper-modulation: make the unconditional --resume PKL class-conditional on --data (--cond 1)'),
-    click.option('--hyper-rank', type=int, metavar='INT', help=f'Rank of the gamma/beta heads; 0 = full [default: {DEFAULTS["hyper_rank"]}]'),
-    click.option('--hyper-init', type=click.Choice(list(INITS)),
-                 help='source: heads start reproducing the source; reference: the paper\'s '
-                      f'[default: {DEFAULTS["hyper_init"]}]'),
-    click.option('--self-init-kimg', type=float, metavar='KIMG',
-                 help='kimg of self-initialisation (no real data) [default: '
-                      + ', '.join(f'{k:g} with --hyper-init {i}' for i, k in DEFAULT_SELF_INIT_KIMG.items()) + ']'),
-    click.option('--contrastive-weight', type=float, metavar='FLOAT',
-                 help=f'Weight of the Barlow Twins term in D\'s loss [default: {DEFAULTS["contrastive_weight"]:g}]'),
-    click.option('--hyper-anchor', type=int, metavar='CLASS',
-                 help='The class that is the source\'s own domain: it stays exactly the source (no anchor by '
-                      'default)'),
-]
+FLAG_NAMES = HypermodConfig.flag_names()
+FLAGS = HypermodConfig.click_options()
 
 
 def resolve_resume(flags):

@@ -7,7 +7,7 @@ L1 distance between their outputs (features and RGB). D phases and regularisers 
 
 ``HypermodLoss``: the host's StyleGAN2 loss plus, in D's main phase only, a Barlow Twins term
 on D's penultimate features of two augmented views of the real images (BatchNorm without
-affine, off-diagonal weight 5e-3), weighted by ``contrastive_weight`` (defaults.py), and the
+affine, off-diagonal weight 5e-3), weighted by ``contrastive_weight`` (config.py), and the
 matching-aware term (``mismatch_loss``: real images under another class's label scored as
 fakes), weighted by ``mismatch_weight``.
 """
@@ -21,7 +21,7 @@ from plugin.hosts import active_host, report
 from plugin.pickles import load_network_pkl
 from training_ext.common.loss_wrapper import WrappedLoss, backward_synced, unwrap
 
-from .defaults import DEFAULTS
+from .config import HypermodConfig
 
 
 def block_outputs(synthesis_net, ws, **kwargs):
@@ -123,7 +123,7 @@ def barlow_twins(f1, f2, offdiag_weight=5e-3):
 
 class HypermodLoss(WrappedLoss):
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None,
-                 contrastive_weight=DEFAULTS['contrastive_weight'], mismatch_weight=DEFAULTS['mismatch_weight'],
+                 contrastive_weight=HypermodConfig.default('contrastive_weight'), mismatch_weight=HypermodConfig.default('mismatch_weight'),
                  offdiag_weight=5e-3, **loss_kwargs):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         if contrastive_weight and not hasattr(unwrap(D), 'features'):

@@ -27,11 +27,12 @@ import torch
 
 from plugin import run_options
 from plugin.persistence import constructor_kwargs as module_kwargs
+from plugin.layouts import is_alias_free
 from plugin.pickles import load_network_pkl, save_network_pkl
 from training_ext.common.source_pickles import load_source, open_target
 from training_ext.common.stages import StagePipeline
 
-from .defaults import DEFAULT_SELF_INIT_KIMG, option
+from .config import HypermodConfig
 from .networks import discriminator_from_source, hyper_from_source
 from plugin.errors import HypermodError
 
@@ -42,6 +43,7 @@ HYPERMOD_LOSS = 'training_ext.hypermod.loss.HypermodLoss'
 class HypermodPipeline(StagePipeline):
     method = 'hypermod'
     error = HypermodError
+    config_class = HypermodConfig
 
     def __init__(self, flags, pipeline_dir, source, log=print):
         self.source_path = os.path.abspath(source)
@@ -51,14 +53,19 @@ class HypermodPipeline(StagePipeline):
     def run(self):
         self.source = load_source(self.source_path, ('G_ema', 'D'), HypermodError)
         G = self.source['G_ema']
+        if is_alias_free(G):
+            # The hyper synthesis layers wrap StyleGAN2's modulated convolutions; the alias-free
+            # layers (filtered nonlinearities, magnitude EMAs, Fourier input) have no hyper twin yet.
+            raise HypermodError(f'{self.source_path} is an alias-free (StyleGAN3) generator: hyper-modulation '
+                                'is implemented for StyleGAN2 synthesis layers only (stylegan2-ada, or the '
+                                'stylegan3 repo\'s --cfg stylegan2)')
         if G.c_dim != 0:
             raise HypermodError(f'the source {self.source_path} is conditional (c_dim {G.c_dim}); hyper-modulation '
                                 'turns an unconditional generator into a conditional one')
         self.num_classes = self.check_target()
         init = self.initial_pickle()
-        kimg = self.flags.get('self_init_kimg')
-        kimg = DEFAULT_SELF_INIT_KIMG[self.G_kwargs['init']] if kimg is None else kimg
-        if kimg < 0 or option(self.flags, 'kimg') < 0:
+        kimg = self.config.get('self_init_kimg', self.G_kwargs['init'])
+        if kimg < 0 or self.config.kimg < 0:
             raise HypermodError('--self-init-kimg and --kimg must be >= 0')
         start = self.self_initialise(init, kimg)
         final = self.conditional(start)
@@ -82,25 +89,24 @@ class HypermodPipeline(StagePipeline):
 
     # -- networks ---------------------------------------------------------------------------------
     def _hyper_options(self):
-        f = self.flags
-        rank = option(f, 'hyper_rank')
+        rank = self.config.hyper_rank
         if rank < 0:
             raise HypermodError(f'--hyper-rank must be 0 (full heads) or positive, got {rank}')
-        init, anchor = option(f, 'hyper_init'), option(f, 'hyper_anchor')
+        init, anchor = self.config.hyper_init, self.config.hyper_anchor
         # The paper's 'reference' heads learn the source's offsets in self-initialisation: they
         # cannot be frozen (the networks' kwargs hold for every stage).
-        freeze = bool(option(f, 'freeze_offsets')) and init == 'source'
+        freeze = bool(self.config.freeze_offsets) and init == 'source'
         if anchor is not None and not (0 <= anchor < self.num_classes):
             raise HypermodError(f'the anchor class must be in 0..{self.num_classes - 1}, got {anchor}')
         if anchor is not None and (init != 'source' or not freeze):
             raise HypermodError("an anchor class needs --hyper-init source and frozen offsets")
-        return dict(rank=rank, init=init, freeze_offsets=freeze, freeze_task=bool(option(f, 'freeze_task')), anchor=anchor,
-                    decorrelate=bool(option(f, 'decorrelate')))
+        return dict(rank=rank, init=init, freeze_offsets=freeze, freeze_task=bool(self.config.freeze_task), anchor=anchor,
+                    decorrelate=bool(self.config.decorrelate))
 
     def initial_pickle(self):
         out = self.path('stage0-init', 'init.pkl')
         if not os.path.isfile(out):
-            freezed = option(self.flags, 'freezed')
+            freezed = self.config.freezed
             G = hyper_from_source(self.source['G_ema'], self.num_classes, **self._hyper_options())
             D = discriminator_from_source(self.source['D'], self.num_classes,
                                           freezed)
@@ -142,7 +148,7 @@ class HypermodPipeline(StagePipeline):
                 self.log('[stage2-init] source-init heads, no self-initialisation: class embeddings kept distinct '
                          '(every class still computes the source)')
                 if hasattr(H.synthesis.task, 'basis'):
-                    H.synthesis.task.decorrelate_classes(option(self.flags, 'task_norm'), option(self.flags, 'task_shared'))
+                    H.synthesis.task.decorrelate_classes(self.config.task_norm, self.config.task_shared)
                     self.log('[stage2-init] task vectors of the classes put on disjoint coordinates')
             errors = self_init_error(H, self.source['G_ema'], seed=run_options.flag(self.flags, 'seed'))
             self.log(f'[stage2-init] after {kimg:g} kimg of self-initialisation: mean |hyper - source| per class '
@@ -153,16 +159,16 @@ class HypermodPipeline(StagePipeline):
 
     def conditional(self, start):
         f = self.flags
-        kimg = option(f, 'kimg')
+        kimg = self.config.kimg
         if kimg == 0:
             self.log(f'[stage2-cond] --kimg 0: no conditional training; the result is {start} (every class the source)')
             return start
-        loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=option(f, 'contrastive_weight'),
-                    mismatch_weight=option(f, 'mismatch_weight'))
+        loss = dict(class_name=HYPERMOD_LOSS, contrastive_weight=self.config.contrastive_weight,
+                    mismatch_weight=self.config.mismatch_weight)
         if loss['contrastive_weight'] == 0:
             self.log('[stage2-cond] --contrastive-weight 0: D trains without the Barlow Twins term')
         args = self._stage('stage2-cond', kimg, start, data=f.data, loss_kwargs=loss)
-        interval = option(f, 'r1_interval')     # a pipeline option (bench/exp_hypermod.py), not a flag
+        interval = self.config.r1_interval     # a pipeline option (bench/exp_hypermod.py), not a flag
         if interval < 1:
             raise HypermodError(f'the R1 interval must be at least 1, got {interval}')
         args.D_reg_interval = interval
