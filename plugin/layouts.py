@@ -21,6 +21,7 @@ Two layouts exist:
 Layouts are read from the modules (duck typing: ``synthesis.layer_names`` and
 ``synthesis.input``), so a real checkout's classes work the same as the embedded host's.
 """
+import inspect
 import re
 
 import torch
@@ -146,3 +147,19 @@ def synthesis_class_and_kwargs(G_kwargs):
     else:
         kwargs = {k: v for k, v in G_kwargs.items() if k not in _GENERATOR_KEYS}
     return f'{module}.SynthesisNetwork', kwargs
+
+
+def takes_update_emas(mapping):
+    """Whether ``mapping`` follows the stylegan3 repo's convention: its running means (``w_avg``,
+    the alias-free layers' magnitude EMAs) move only when called with ``update_emas=True``; the
+    stylegan2-ada convention is ``skip_w_avg_update`` (``w_avg`` follows every training-mode
+    call). A wrapper of another mapping (a miner, a hyper mapping) says so itself through a
+    ``takes_update_emas`` attribute: its own signature takes ``**kwargs``."""
+    explicit = getattr(mapping, 'takes_update_emas', None)
+    if explicit is not None:
+        return bool(explicit)
+    try:
+        params = inspect.signature(mapping.forward if hasattr(mapping, 'forward') else mapping).parameters
+    except (TypeError, ValueError):
+        return False
+    return 'update_emas' in params and 'skip_w_avg_update' not in params

@@ -22,6 +22,7 @@ import torch
 
 from plugin.hosts import active_host
 from plugin.hosts.embedded.layers import FullyConnectedLayer
+from plugin.layouts import takes_update_emas
 from plugin.persistence import constructor_kwargs, persistent_class
 from torch_utils_ext.ops import default_impl
 from torch_utils_ext.ops.bias_act import bias_act, default_gain
@@ -326,6 +327,12 @@ class HyperMapping(torch.nn.Module):
         keeps the class exact."""
         w = self.net.w_avg
         return torch.cat([w, w.new_full([self.num_classes], 1 / self.num_classes)])
+
+    @property
+    def takes_update_emas(self):
+        """The wrapped mapping's convention (plugin.layouts.takes_update_emas): the loss calls
+        this wrapper as it would call the source's mapping."""
+        return takes_update_emas(self.net)
 
     def forward(self, z, c, **kwargs):
         check_labels(c, self.num_classes)

@@ -21,12 +21,12 @@ loop's ``cur_nimg``) are implemented; ``pl_no_weight_grad`` (a speed-up that dro
 weights' part of the path-length gradient) is not: given True, the loss says so once and
 computes the full gradient.
 """
-import inspect
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from plugin.layouts import takes_update_emas
 from torch_utils_ext.ops.upfirdn2d import upfirdn2d
 
 from .training_stats import report
@@ -56,7 +56,7 @@ class StyleGAN2Loss:
             print('note: pl_no_weight_grad=True is not implemented by the embedded loss; the path-length '
                   'gradient includes the conv weights\' part (as in stylegan2-ada)', flush=True)
         # The stylegan3 repo's families: running means move only on update_emas=True (see above).
-        self.update_emas = uses_update_emas(G_mapping)
+        self.update_emas = takes_update_emas(G_mapping)
 
     def run_G(self, z, c, sync=True, update_emas=False):
         """update_emas: the stylegan3 families' running means move in this call (Dmain only);
@@ -146,15 +146,6 @@ class StyleGAN2Loss:
                 loss_Dr1 = report('Loss/D/reg', penalty * (self.r1_gamma / 2))
             (real_logits * 0 + loss_Dreal + loss_Dr1).mean().mul(gain).backward()
 
-
-def uses_update_emas(G_mapping):
-    """True for a mapping of the stylegan3 repo's families: it takes ``update_emas`` and no
-    ``skip_w_avg_update`` (stylegan2-ada's, which the embedded one also accepts)."""
-    try:
-        params = inspect.signature(G_mapping.forward if hasattr(G_mapping, 'forward') else G_mapping).parameters
-    except (TypeError, ValueError):
-        return False
-    return 'update_emas' in params and 'skip_w_avg_update' not in params
 
 
 def blur(img, sigma):
