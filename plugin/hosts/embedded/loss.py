@@ -149,7 +149,11 @@ class StyleGAN2Loss:
 
 def uses_update_emas(G_mapping):
     """True for a mapping of the stylegan3 repo's families: it takes ``update_emas`` and no
-    ``skip_w_avg_update`` (stylegan2-ada's, which the embedded one also accepts)."""
+    ``skip_w_avg_update`` (stylegan2-ada's, which the embedded one also accepts). A wrapper that
+    accepts both (the mined mapping) says which its sources take in ``takes_update_emas``."""
+    declared = getattr(getattr(G_mapping, 'module', G_mapping), 'takes_update_emas', None)
+    if declared is not None:
+        return bool(declared)
     try:
         params = inspect.signature(G_mapping.forward if hasattr(G_mapping, 'forward') else G_mapping).parameters
     except (TypeError, ValueError):
