@@ -196,4 +196,5 @@ def test_rooting_and_merge_fine_tuning_train_on_stylegan3_t_sources(tmp_path):
         return [n for n in sa if 'weight' in n and not torch.equal(sa[n], sb[n])]
     rooted = next(n for n in G_of if n.startswith('stage1-root-'))
     assert changed('stage0-root-widened', rooted), 'the rooting stage did not train'
+    assert changed('stage0-root-widened', 'stage2-average'), 'the average is the untrained root'
     assert changed('stage2-average', 'stage3-merge'), 'the merge fine-tuning did not train'
