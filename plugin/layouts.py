@@ -155,7 +155,7 @@ def takes_update_emas(mapping):
     stylegan2-ada convention is ``skip_w_avg_update`` (``w_avg`` follows every training-mode
     call). A wrapper of another mapping (a miner, a hyper mapping) says so itself through a
     ``takes_update_emas`` attribute: its own signature takes ``**kwargs``."""
-    explicit = getattr(mapping, 'takes_update_emas', None)
+    explicit = getattr(getattr(mapping, 'module', mapping), 'takes_update_emas', None)   # (inside DDP too)
     if explicit is not None:
         return bool(explicit)
     try:

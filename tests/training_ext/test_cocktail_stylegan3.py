@@ -166,3 +166,35 @@ def test_a_host_written_stylegan3_r_root_widens_keeping_its_classes():
         torch.testing.assert_close(outputs(G5, z, c_new), img, rtol=1e-4, atol=1e-4)
         with torch.no_grad():
             torch.testing.assert_close(D5(img, c_new), D(img, c_old), rtol=1e-4, atol=1e-4)
+
+
+def test_rooting_and_merge_fine_tuning_train_on_stylegan3_t_sources(tmp_path):
+    """The whole cocktail with real training stages (--root-kimg and --kimg > 0) on two tiny
+    stylegan3-t sources laid out as a user's runs: the result is a conditional alias-free G
+    with the root's Fourier features that reloads and generates, and every stage trained."""
+    from tests.helpers import make_sg3_source
+    paths = []
+    for i, name in enumerate(('cats', 'dogs')):
+        run_dir = tmp_path / f'0000{i}-{name}'
+        run_dir.mkdir()
+        paths.append(make_sg3_source(run_dir / 'network-snapshot-000040.pkl', seed=30 + i))
+    report, logs = run_pipeline(tmp_path, paths, root_kimg=0.032, kimg=0.032)
+    stages = report['stages']
+    G_of = {name: load_network_pkl(stages[name]['output'])['G_ema'] for name in stages
+            if stages[name].get('output', '').endswith('.pkl')}
+    assert any(n.startswith('stage1-root-') for n in G_of) and 'stage3-merge' in G_of, sorted(stages)
+    merged = load_network_pkl(report['merged_pickle'])['G_ema'].eval()
+    root = load_network_pkl(paths[0])['G_ema']
+    assert merged.c_dim == 2 and type(merged).__name__ == 'Generator' and hasattr(merged.synthesis, 'input')
+    for name in ('synthesis.input.freqs', 'synthesis.input.phases'):
+        assert torch.equal(merged.state_dict()[name], root.state_dict()[name]), name
+    img = outputs(merged, torch.randn(4, 16), torch.eye(2)[[0, 1, 0, 1]])
+    assert img.shape == (4, 3, 16, 16) and torch.isfinite(img).all()
+
+    def changed(a, b):
+        sa, sb = G_of[a].state_dict(), G_of[b].state_dict()
+        return [n for n in sa if 'weight' in n and not torch.equal(sa[n], sb[n])]
+    rooted = next(n for n in G_of if n.startswith('stage1-root-'))
+    assert changed('stage0-root-widened', rooted), 'the rooting stage did not train'
+    assert changed('stage0-root-widened', 'stage2-average'), 'the average is the untrained root'
+    assert changed('stage2-average', 'stage3-merge'), 'the merge fine-tuning did not train'

@@ -23,11 +23,13 @@ loudly instead of training on hybrids.
 Freezing (stage 1: only miners and selector train; MineGAN++: only selected channels) uses
 gradient masks (training_ext.common.freezing), which survive the host loop.
 """
+import re
 import weakref
 
 import torch
 
 from plugin.hosts import active_host
+from plugin.layouts import takes_update_emas
 from plugin.persistence import constructor_kwargs, persistent_class
 from training_ext.common.freezing import register_gradient_masks
 
@@ -120,6 +122,18 @@ class MinedMapping(torch.nn.Module):
         self.selector = Selector(z_dim, len(mappings)) if len(mappings) > 1 else None
         self.packed = len(mappings) > 1
         self.w_dim = max(self.w_dims) + 1 if self.packed else self.w_dims[0]
+        # The sources' running-mean convention, which a loss reads here (see
+        # plugin.layouts.takes_update_emas): the stylegan3 repo's mappings take update_emas, stylegan2-ada's
+        # skip_w_avg_update. forward() accepts both and passes the sources' own.
+        self.takes_update_emas = takes_update_emas(mappings[0])
+
+    def _ema_kwargs(self, kwargs):
+        update_emas, skip = kwargs.pop('update_emas', None), kwargs.pop('skip_w_avg_update', None)
+        if self.takes_update_emas:
+            return dict(update_emas=bool(update_emas)) if update_emas is not None else {}
+        if skip is None and update_emas is not None:       # the stylegan3 repo's loss on stylegan2-ada sources
+            skip = not update_emas
+        return dict(skip_w_avg_update=skip) if skip is not None else {}
 
     @property
     def w_avg(self):
@@ -164,6 +178,7 @@ class MinedMapping(torch.nn.Module):
         return ws
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, select=None, **kwargs):
+        kwargs.update(self._ema_kwargs(kwargs))
         if not self.packed:
             return self._one(0, z, c, truncation_psi, truncation_cutoff, **kwargs)
         if select is None:
@@ -194,9 +209,15 @@ class MinedSynthesis(torch.nn.Module):
         self.img_resolution = syntheses[0].img_resolution
         self.img_channels = syntheses[0].img_channels
         self.w_dim = max(self.w_dims) + 1 if self.packed else self.w_dims[0]
-        self.block_resolutions = syntheses[0].block_resolutions
+        if hasattr(syntheses[0], 'block_resolutions'):           # not on alias-free syntheses
+            self.block_resolutions = syntheses[0].block_resolutions
+        # True in the miner-only stage: the stylegan3 families' running means of the synthesis
+        # (the alias-free layers' magnitude_ema) stay as they are, like its weights.
+        self.freeze_emas = False
 
     def forward(self, ws, **kwargs):
+        if self.freeze_emas:
+            kwargs.pop('update_emas', None)
         if not self.packed:
             return self.syntheses[0](ws, **kwargs)
         index = ws[:, :, -1].detach().round().long()
@@ -265,6 +286,7 @@ class MinedGenerator(torch.nn.Module):
         self._freeze(train)
 
     def _freeze(self, train):
+        self.synthesis.freeze_emas = train == 'miner'
         if train == 'all':
             return
         generator_params = {f'mapping.mappings.{n}': p for n, p in self.mapping.mappings.named_parameters()}
@@ -273,20 +295,36 @@ class MinedGenerator(torch.nn.Module):
         if train == 'sparse':
             # Per output channel of every synthesis conv layer (weight rows and bias); all
             # ones until the sparse selection fills them in (see sparse.py).
-            masks = {n: torch.ones([p.shape[0]] + [1] * (p.ndim - 1)) for n, p in generator_params.items()
-                     if is_channel_param(n, p)}
+            masks = {n: torch.ones([p.shape[0]] + [1] * (p.ndim - 1)) for n, p in channel_params(self).items()}
         register_gradient_masks(self, generator_params, masks)
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, select=None, **synthesis_kwargs):
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, select=select)
+        emas = {k: synthesis_kwargs[k] for k in ('update_emas',) if k in synthesis_kwargs}
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, select=select,
+                          **emas)
         return self.synthesis(ws, **synthesis_kwargs)
 
 
+_ALIAS_FREE_LAYER = re.compile(r'L\d+_\d+_\d+$')
+
+
 def is_channel_param(name, p):
-    """Weights and biases of the synthesis conv layers (conv0/conv1), scored per output channel."""
+    """Weights and biases of the synthesis conv layers (StyleGAN2: conv0/conv1 of every block;
+    alias-free: the layers L<i>_<size>_<channels>), scored per output channel. ToRGB is not a
+    channel layer (for alias-free layers, channel_params drops it)."""
     parts = name.split('.')
-    return (name.startswith('synthesis.') and len(parts) >= 2 and parts[-2] in ('conv0', 'conv1')
-            and parts[-1] in ('weight', 'bias'))
+    return (name.startswith('synthesis.') and len(parts) >= 2 and parts[-1] in ('weight', 'bias')
+            and (parts[-2] in ('conv0', 'conv1') or _ALIAS_FREE_LAYER.match(parts[-2]) is not None))
+
+
+def channel_params(G):
+    """name -> parameter of G's channel layers (is_channel_param), without alias-free ToRGB."""
+    out = {}
+    for n, p in G.named_parameters():
+        if is_channel_param(n, p) and not getattr(G.get_submodule(n.rsplit('.', 1)[0]), 'is_torgb', False):
+            out[n] = p
+    return out
+
 
 
 def mined_from_sources(generators, space='z', miner_init='identity', train='miner'):

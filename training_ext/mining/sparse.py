@@ -13,12 +13,12 @@ fine-tuning by gradient masks.
 import torch
 import torch.nn.functional as F
 
-from .miner import is_channel_param
+from .miner import channel_params
 
 
 def channel_scores(G, D, batches=8, batch_size=16, seed=0):
     device = next(G.parameters()).device
-    params = {n: p for n, p in G.named_parameters() if is_channel_param(n, p)}
+    params = channel_params(G)
     flags = {n: p.requires_grad for n, p in params.items()}
     scores = {n: torch.zeros(p.shape[0], dtype=torch.float64, device=device) for n, p in params.items()}
     gen = torch.Generator(device='cpu').manual_seed(seed)
