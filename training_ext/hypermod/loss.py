@@ -58,7 +58,15 @@ def self_init_distance(mapping, synthesis, source, z, c):
 
 
 class SelfInitLoss:
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, source=None, **_host_loss_kwargs):
+    def __init__(self,
+        device,                 # Training device; the source generator is moved there.
+        G_mapping,              # The hyper generator's mapping (HyperMapping): trained.
+        G_synthesis,            # The hyper generator's synthesis (HyperSynthesis): trained.
+        D,                      # The loop's discriminator; unused (D phases do nothing).
+        augment_pipe   = None,  # The loop's augment pipe; unused.
+        source         = None,  # Path of the source pickle (its frozen G_ema is the target); None raises.
+        **_host_loss_kwargs,    # The host loss's options (r1_gamma, ...); ignored.
+    ):
         if not source:
             raise ValueError('SelfInitLoss needs the source pickle: source=PATH')
         self.G_mapping, self.G_synthesis = G_mapping, G_synthesis
@@ -122,9 +130,17 @@ def barlow_twins(f1, f2, offdiag_weight=5e-3):
 
 
 class HypermodLoss(WrappedLoss):
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None,
-                 contrastive_weight=HypermodConfig.default('contrastive_weight'), mismatch_weight=HypermodConfig.default('mismatch_weight'),
-                 offdiag_weight=5e-3, **loss_kwargs):
+    def __init__(self,
+        device,                     # Training device (for the inner StyleGAN2 loss).
+        G_mapping,                  # G's mapping network (for the inner loss).
+        G_synthesis,                # G's synthesis network (for the inner loss).
+        D,                          # The discriminator; with contrastive_weight > 0 it needs features(img).
+        augment_pipe       = None,  # Augments D's inputs, the mismatch term's reals too; None = no augmentation.
+        contrastive_weight = HypermodConfig.default('contrastive_weight'),  # Barlow Twins weight (D main); 0 = off.
+        mismatch_weight    = HypermodConfig.default('mismatch_weight'),     # Mismatch weight (D main); 0 = off.
+        offdiag_weight     = 5e-3,  # Barlow Twins weight of the off-diagonal correlations; 0 = diagonal only.
+        **loss_kwargs,              # For WrappedLoss: inner_class_name and the inner loss's options (r1_gamma, ...).
+    ):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
         if contrastive_weight and not hasattr(unwrap(D), 'features'):
             raise ValueError('the contrastive term needs a discriminator with features(img) (HyperDiscriminator)')

@@ -70,7 +70,14 @@ class TaskNetwork(torch.nn.Module):
     vectors on disjoint coordinates at the start (``decorrelate_classes``).
     """
 
-    def __init__(self, num_classes, dim=64, num_layers=4, lr_multiplier=0.01, anchor=None, decorrelate=False):
+    def __init__(self,
+        num_classes,              # Number of classes: rows of the embedding E, width of the labels c.
+        dim             = 64,     # Width of the embedding and of the task vector v.
+        num_layers      = 4,      # Layers of the MLP (dim -> dim, leaky ReLU); 0 = v is c @ E itself.
+        lr_multiplier   = 0.01,   # Learning-rate multiplier of the MLP's layers (the embedding's is 1).
+        anchor          = None,   # Class whose task vector is exactly zero; None = no anchor.
+        decorrelate     = False,  # Add the basis/support buffers (set by decorrelate_classes()); False = none.
+    ):
         super().__init__()
         if anchor is not None and not 0 <= anchor < num_classes:
             raise ValueError(f'anchor class must be in 0..{num_classes - 1}, got {anchor}')
@@ -152,7 +159,13 @@ class HyperHead(torch.nn.Module):
     instead of D*out*in.
     """
 
-    def __init__(self, dim, out_channels, in_channels, rank=0, init='source'):
+    def __init__(self,
+        dim,                         # Width of the task vector v.
+        out_channels,                # Modulation rows (the layer's output channels).
+        in_channels,                 # Modulation columns (the layer's input channels).
+        rank            = 0,         # Rank R of the v-dependent part, 1..in_channels; 0 = full head.
+        init            = 'source',  # 'source' = v-dependent weights zero (offset only); 'reference' = random.
+    ):
         super().__init__()
         if init not in INITS:
             raise ValueError(f'hyper head init must be one of {INITS}, got {init!r}')
@@ -216,8 +229,20 @@ class HyperSynthesisLayer(torch.nn.Module):
     (biases zero, random weights), which self-initialisation has to undo.
     """
 
-    def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1, use_noise=True,
-                 activation='lrelu', conv_clamp=None, task_dim=64, rank=0, init='source'):
+    def __init__(self,
+        in_channels,                 # Input feature channels.
+        out_channels,                # Output feature channels.
+        w_dim,                       # Width of w (the style affine's input).
+        resolution,                  # Output resolution (px); the size of the noise.
+        kernel_size     = 3,         # Convolution kernel size (padding kernel_size // 2).
+        up              = 1,         # Upsampling factor of the convolution (conv2d_resample); 1 = none.
+        use_noise       = True,      # Add per-pixel noise times a learnt strength; False = no noise.
+        activation      = 'lrelu',   # Activation after the bias (bias_act name).
+        conv_clamp      = None,      # Clamp the output to +-this (times gain); None = no clamp.
+        task_dim        = 64,        # Width of the task vector v.
+        rank            = 0,         # Rank of the gamma/beta heads; 0 = full heads.
+        init            = 'source',  # 'source' = start as the source layer (after init_from); 'reference' = paper's.
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.up, self.use_noise, self.activation, self.conv_clamp = up, use_noise, activation, conv_clamp
@@ -344,7 +369,12 @@ class HyperMapping(torch.nn.Module):
 class HyperSynthesis(torch.nn.Module):
     """The task network and the source's synthesis network with hyper-modulated convs."""
 
-    def __init__(self, num_classes, task_dim=64, task_layers=4, **task_kwargs):
+    def __init__(self,
+        num_classes,           # Number of classes: label channels at the end of the ws.
+        task_dim        = 64,  # Width of the task vector v.
+        task_layers     = 4,   # Layers of the task network's MLP; 0 = v is c @ E.
+        **task_kwargs,         # For TaskNetwork (lr_multiplier, anchor, decorrelate).
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.task = TaskNetwork(num_classes, task_dim, task_layers, **task_kwargs)
@@ -385,9 +415,22 @@ class HyperGenerator(torch.nn.Module):
     ``img_channels`` are what the training loop passes; they must agree.
     """
 
-    def __init__(self, generator, num_classes, rank=0, task_dim=64, task_layers=4, init='source', train='hyper',
-                 freeze_offsets=False, freeze_task=False, anchor=None, decorrelate=False,
-                 c_dim=None, img_resolution=None, img_channels=None):
+    def __init__(self,
+        generator,                   # The unconditional source generator's kwargs (with class_name).
+        num_classes,                 # Number of classes (width of c); at least 1.
+        rank            = 0,         # Rank of the heads (capped at each layer's input channels); 0 = full heads.
+        task_dim        = 64,        # Width of the task vector v.
+        task_layers     = 4,         # Layers of the task network's MLP; 0 = v is c @ E.
+        init            = 'source',  # Heads: 'source' = start as the source; 'reference' = the paper's init.
+        train           = 'hyper',   # 'hyper' = only task network and heads learn; 'all' = every parameter.
+        freeze_offsets  = False,     # With 'hyper': the heads' v-independent parts stay frozen too.
+        freeze_task     = False,     # With 'hyper': the task network (embedding, MLP) stays frozen too.
+        anchor          = None,      # Class kept exactly the source (see TaskNetwork); None = no anchor.
+        decorrelate     = False,     # Task network with a decorrelating basis (see TaskNetwork); False = none.
+        c_dim           = None,      # The loop's label width; None = unchecked, else must equal num_classes.
+        img_resolution  = None,      # The loop's image size; None = unchecked, else must match the source.
+        img_channels    = None,      # The loop's image channels; unused.
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f'num_classes must be at least 1, got {num_classes}')
@@ -470,7 +513,13 @@ class HyperDiscriminator(torch.nn.Module):
     every class. ``features(img)`` gives f (the contrastive term uses it).
     """
 
-    def __init__(self, discriminator, num_classes, c_dim=None, img_resolution=None, img_channels=None):
+    def __init__(self,
+        discriminator,           # The unconditional source discriminator's kwargs (with class_name).
+        num_classes,             # Number of classes: one score (head row) per class.
+        c_dim           = None,  # The loop's label width; None = unchecked, else must equal num_classes.
+        img_resolution  = None,  # The loop's image size; None = unchecked, else must match the source.
+        img_channels    = None,  # The loop's image channels; unused.
+    ):
         super().__init__()
         D = active_host().construct_class_by_name(**dict(discriminator))
         if D.c_dim != 0:

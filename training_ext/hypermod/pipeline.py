@@ -45,7 +45,12 @@ class HypermodPipeline(StagePipeline):
     error = HypermodError
     config_class = HypermodConfig
 
-    def __init__(self, flags, pipeline_dir, source, log=print):
+    def __init__(self,
+        flags,                 # Command-line flags (dict): --data, --cond, the method's options, ...
+        pipeline_dir,          # Directory of the stages and pipeline_state.json; created if missing.
+        source,                # Path of the unconditional StyleGAN2 source pickle (G_ema and D).
+        log          = print,  # Callable that prints one progress line.
+    ):
         self.source_path = os.path.abspath(source)
         super().__init__(flags, pipeline_dir, log,
                          identity=dict(source=self.source_path, data=os.path.abspath(str(flags.get('data')))))

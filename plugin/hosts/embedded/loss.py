@@ -35,9 +35,21 @@ PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 
 
 class StyleGAN2Loss:
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, style_mixing_prob=0.9, r1_gamma=10,
-                 pl_batch_shrink=2, pl_decay=0.01, pl_weight=2, blur_init_sigma=0, blur_fade_kimg=0,
-                 pl_no_weight_grad=False):
+    def __init__(self,
+        device,                     # Torch device of the path-length running mean (the loop's device).
+        G_mapping,                  # G's mapping network: G_mapping(z, c) -> ws.
+        G_synthesis,                # G's synthesis network: G_synthesis(ws) -> images.
+        D,                          # The discriminator: D(img, c) -> logits.
+        augment_pipe      = None,   # Applied to every image D sees, after the blur; None = no augmentation.
+        style_mixing_prob = 0.9,    # Per G call (whole batch): chance of a 2nd z's ws from a random layer on; 0 = none.
+        r1_gamma          = 10,     # R1 weight: gamma/2 * |dD(real)/dreal|^2 in Dreg/Dboth; 0 = no R1.
+        pl_batch_shrink   = 2,      # The path-length pass uses batch // this samples (at least 1).
+        pl_decay          = 0.01,   # Lerp rate of the path-length running mean per pass; 0 = it stays put.
+        pl_weight         = 2,      # Weight of the path-length penalty in Greg/Gboth; 0 = no penalty.
+        blur_init_sigma   = 0,      # Sigma (px) of the Gaussian blur of D's inputs at kimg 0; 0 = no blur.
+        blur_fade_kimg    = 0,      # Kimg over which that blur fades linearly to none; 0 = no blur.
+        pl_no_weight_grad = False,  # Accepted (stylegan3 repo's kwargs), not implemented: True prints a note.
+    ):
         self.device = device
         self.G_mapping = G_mapping
         self.G_synthesis = G_synthesis

@@ -31,14 +31,42 @@ from plugin.devices import choose_device
 from plugin.files import snapshot_name
 
 DEFAULTS = dict(
-    run_dir='.', training_set_kwargs={}, data_loader_kwargs={}, G_kwargs={}, D_kwargs={}, G_opt_kwargs={},
-    D_opt_kwargs={}, augment_kwargs=None, loss_kwargs={}, metrics=[], random_seed=0, num_gpus=1, rank=0,
-    batch_size=4, batch_gpu=4, ema_kimg=10, ema_rampup=None, G_reg_interval=4, D_reg_interval=16, augment_p=0,
-    ada_target=None, ada_interval=4, ada_kimg=500, total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50,
-    network_snapshot_ticks=50, resume_pkl=None, cudnn_benchmark=True, allow_tf32=False, abort_fn=None,
-    progress_fn=None,
+    run_dir                = '.',     # Output directory (image grids, snapshots, stats.jsonl); made if missing.
+    training_set_kwargs    = {},      # Dataset kwargs (with class_name); its 'path' decides resume_mode 'auto'.
+    data_loader_kwargs     = {},      # For torch's DataLoader (pin_memory dropped off CUDA).
+    G_kwargs               = {},      # G kwargs (with class_name); the loop adds c_dim, img_resolution, img_channels.
+    D_kwargs               = {},      # D kwargs (with class_name); the loop adds the same three.
+    G_opt_kwargs           = {},      # G optimiser kwargs (with class_name); lr, betas adjusted for lazy reg.
+    D_opt_kwargs           = {},      # D optimiser kwargs, likewise.
+    augment_kwargs         = None,    # Augment pipe kwargs (with class_name); None = no augmentation.
+    loss_kwargs            = {},      # Loss kwargs (with class_name); the loop adds device, the networks, augment_pipe.
+    metrics                = [],      # Accepted for the host's callers; this loop computes no metrics.
+    random_seed            = 0,       # Seed of all randomness: data order, z and c, in-loss noise, the image grid.
+    num_gpus               = 1,       # Number of processes (world size) sharing each global batch.
+    rank                   = 0,       # This process's index; 0 = the one that logs and writes files.
+    batch_size             = 4,       # Global batch: images per step over all processes and accumulation rounds.
+    batch_gpu              = 4,       # Images per process per round; batch_size = rounds x batch_gpu x num_gpus.
+    ema_kimg               = 10,      # Half-life of G_ema's average of G, in kimg; 0 = G_ema copies G every step.
+    ema_rampup             = None,    # Caps that half-life at cur_nimg x this (early ramp-up); None = no ramp-up.
+    G_reg_interval         = 4,       # Steps between G's lazy path-length phases (Greg); None = in every step's Gboth.
+    D_reg_interval         = 16,      # Steps between D's lazy R1 phases (Dreg); None = in every step's Dboth.
+    augment_p              = 0,       # Initial augmentation probability; 0 with ada_target None = no augment pipe.
+    ada_target             = None,    # ADA's target for the mean sign of D's real scores; None = p stays fixed.
+    ada_interval           = 4,       # Steps between ADA's adjustments of p.
+    ada_kimg               = 500,     # Kimg over which ADA can move p by 1 (its speed).
+    total_kimg             = 25000,   # Length of training in kimg (thousands of real images shown).
+    kimg_per_tick          = 4,       # Kimg between ticks (log line, stats, snapshots); the first tick is after step 1.
+    image_snapshot_ticks   = 50,      # Ticks between fakes*.png grids (and at the end); None = none.
+    network_snapshot_ticks = 50,      # Ticks between network pickles (and at the end); None = none.
+    resume_pkl             = None,    # Pickle to resume from (networks, augment p, training state); None = fresh.
+    cudnn_benchmark        = True,    # torch.backends.cudnn.benchmark (CUDA only).
+    allow_tf32             = False,   # Allow TF32 in matmuls and cuDNN convolutions (CUDA only).
+    abort_fn               = None,    # Called after every tick; True stops training there; None = never.
+    progress_fn            = None,    # Called after every tick with (cur kimg as int, total_kimg); None = not called.
     # Embedded-host options (the real host's loop does not take these):
-    device=None, resume_mode='auto',
+    device                 = None,    # Device (for choose_device): None or 'auto' = CUDA if present, else CPU.
+    resume_mode            = 'auto',  # 'continue' (restore the training state), 'weights' (counters from 0), or
+                                      # 'auto' (continue when the pickle has a state and the same dataset path).
 )
 
 
@@ -53,7 +81,10 @@ def training_loop(host, **kwargs):
 
 
 class TrainingRun:
-    def __init__(self, opts, host):
+    def __init__(self,
+        opts,   # The loop options: DEFAULTS updated by the caller's (EasyDict); a continued resume edits two.
+        host,   # The EmbeddedHost: builds every class_name and rebuilds resumed pickles.
+    ):
         self.o = opts
         self.host = host
         self.rank = opts.rank
