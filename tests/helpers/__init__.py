@@ -25,6 +25,27 @@ def run_plugin_cli(*args):
                           text=True, timeout=120)
 
 
+# Prelude of a script that imports a stylegan3 checkout in a subprocess: the host's ops import
+# pkg_resources, which setuptools >= 81 no longer ships (a stand-in where it is missing).
+PKG_RESOURCES_STAND_IN = """
+import sys, types
+try:
+    import pkg_resources  # noqa: F401
+except ImportError:
+    import packaging.version
+    sys.modules['pkg_resources'] = types.SimpleNamespace(parse_version=packaging.version.parse)
+"""
+
+
+def sample_images(G, n=4):
+    """``n`` images of G for seed 123 (zero labels, constant noise), without gradients."""
+    import torch
+    torch.manual_seed(123)
+    z = torch.randn(n, G.z_dim)
+    with torch.no_grad():
+        return G(z, torch.zeros(n, G.c_dim), noise_mode='const')
+
+
 def small_G_kwargs(**over):
     kw = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
               mapping_kwargs=dict(num_layers=2),

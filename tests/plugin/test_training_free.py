@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.helpers import small_D_kwargs, small_G_kwargs
+from tests.helpers import sample_images, small_D_kwargs, small_G_kwargs
 from plugin import NetworkPickleError, UnsafePickleError, load_network_pkl, save_network_pkl
 from plugin.__main__ import main as cli
 from plugin.hosts.embedded.networks import Discriminator, Generator
@@ -51,19 +51,12 @@ def G_of(path):
         return load_network_pkl(path)['G_ema'].eval()
 
 
-def images(G, n=4):
-    torch.manual_seed(123)
-    z = torch.randn(n, G.z_dim)
-    with torch.no_grad():
-        return G(z, torch.zeros(n, G.c_dim), noise_mode='const')
-
-
 def assert_same_network(path, reference):
     a, b = G_of(path).state_dict(), G_of(reference).state_dict()
     assert a.keys() == b.keys()
     for n in a:
         torch.testing.assert_close(a[n], b[n], rtol=0, atol=1e-6, msg=n)
-    torch.testing.assert_close(images(G_of(path)), images(G_of(reference)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(sample_images(G_of(path)), sample_images(G_of(reference)), rtol=0, atol=1e-5)
 
 
 # --- blending -------------------------------------------------------------------------------
@@ -71,7 +64,7 @@ def assert_same_network(path, reference):
 def test_blending_a_with_itself_gives_a_exactly(family, tmp_path):
     out = tmp_path / 'self.pkl'
     blend_pickles(family['a'], family['a'], out, 8, width=0.7, **QUIET)
-    assert torch.equal(images(G_of(out)), images(G_of(family['a'])))
+    assert torch.equal(sample_images(G_of(out)), sample_images(G_of(family['a'])))
 
 
 def test_swap_res_ends_give_b_and_a(family, tmp_path):

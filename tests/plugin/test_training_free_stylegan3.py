@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.helpers import REPO
+from tests.helpers import REPO, sample_images
 from plugin import load_network_pkl, save_network_pkl
 from plugin.__main__ import main as cli
 from plugin.errors import MergeError
@@ -90,19 +90,12 @@ def state(path):
     return G_of(path).state_dict()
 
 
-def images(G, n=4):
-    torch.manual_seed(123)
-    z = torch.randn(n, G.z_dim)
-    with torch.no_grad():
-        return G(z, torch.zeros(n, G.c_dim), noise_mode='const')
-
-
 def assert_same_network(path, reference):
     a, b = state(path), state(reference)
     assert a.keys() == b.keys()
     for n in a:
         assert torch.equal(a[n], b[n]), n
-    torch.testing.assert_close(images(G_of(path)), images(G_of(reference)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(sample_images(G_of(path)), sample_images(G_of(reference)), rtol=0, atol=1e-6)
 
 
 # --- which layers are "up to R" ---------------------------------------------------------------
@@ -200,7 +193,7 @@ def test_mean_of_fine_tunes_of_one_parent_is_the_arithmetic_mean(family, tmp_pat
         elif n != 'mapping.w_avg':                                             # (w_avg: sampled afresh)
             torch.testing.assert_close(got[n], (a[n] + b[n]) / 2, rtol=0, atol=1e-6, msg=n)
     assert any(n.endswith('magnitude_ema') and not torch.equal(a[n], b[n]) for n in a)   # means of distinct values
-    assert torch.isfinite(images(G_of(tmp_path / 'mean.pkl'))).all()
+    assert torch.isfinite(sample_images(G_of(tmp_path / 'mean.pkl'))).all()
 
 
 def test_task_arithmetic_of_fine_tunes_is_the_arithmetic(family, tmp_path):

@@ -24,7 +24,7 @@ from plugin.easydict import EasyDict
 from plugin.hosts.embedded import networks_stylegan2 as sg2
 from plugin.persistence import constructor_kwargs
 from plugin.pickles import PersistentRecord, detect_family
-from tests.helpers import REPO, SG3_FIXTURE_CONFIGS, SG3_HOST, run_plugin_cli
+from tests.helpers import PKG_RESOURCES_STAND_IN, REPO, SG3_FIXTURE_CONFIGS, SG3_HOST, run_plugin_cli
 from tests.helpers.goldens import FP32_TOL, WS_TOL, assert_close, load_fixture, tensor_sha256
 
 FAMILY = 'stylegan3.networks_stylegan2'
@@ -220,16 +220,10 @@ def test_a_host_style_loader_reads_our_snapshot(sg3_fixtures_dir, tmp_path):
         assert_close(D(torch.from_numpy(g['x_rand']), c), g['d_rand'], FP32_TOL, 'd_rand')
 
 
-_HOST_SCRIPT = '''
-import sys, types
+_HOST_SCRIPT = PKG_RESOURCES_STAND_IN + '''
 import numpy as np, torch
 torch.set_num_threads(1)
 sys.path.insert(0, sys.argv[1])
-try:
-    import pkg_resources  # noqa: F401  (the host's ops import it; setuptools >= 81 no longer ships it)
-except ImportError:
-    import packaging.version
-    sys.modules['pkg_resources'] = types.SimpleNamespace(parse_version=packaging.version.parse)
 import legacy
 with open(sys.argv[2], 'rb') as f:
     data = legacy.load_network_pkl(f)

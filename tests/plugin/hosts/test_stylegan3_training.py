@@ -20,7 +20,7 @@ from plugin.hosts.embedded import EmbeddedHost
 from plugin.hosts.embedded.loss import StyleGAN2Loss, blur
 from plugin.hosts.embedded.training_loop import DEFAULTS, TrainingRun
 from plugin.persistence import constructor_kwargs
-from tests.helpers import SG3_HOST
+from tests.helpers import PKG_RESOURCES_STAND_IN, SG3_HOST
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -299,13 +299,8 @@ def load_quiet(path):
 # Each run is its own process (one checkout per process; a stylegan2-ada checkout may be tested
 # in this one). The host's ops import pkg_resources, which setuptools >= 81 lacks, and its loop
 # psutil: stand-ins where they are missing, as a user's environment has the real ones.
-_HOST_CLI = '''
+_HOST_CLI = PKG_RESOURCES_STAND_IN + '''
 import runpy, sys, types
-try:
-    import pkg_resources  # noqa: F401
-except ImportError:
-    import packaging.version
-    sys.modules['pkg_resources'] = types.SimpleNamespace(parse_version=packaging.version.parse)
 try:
     import psutil  # noqa: F401
 except ImportError:
