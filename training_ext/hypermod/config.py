@@ -38,6 +38,7 @@ class HypermodConfig(MethodConfig):
     # equal kimg and at about equal wall time (BENCHMARKS.md, issue 17: union FID 7.41 vs 9.25
     # at 8 kimg; 8.18 at 542 s vs 9.25 at 509 s).
     r1_interval: int = option(1, 'R1 every N D steps')
+    d_head_lr: float = option(1, "learning-rate multiplier of D's per-class head rows")
     mismatch_weight: float = option(1, "weight of real images under a wrong label scored as fakes in D's loss")
     # Issue 17 (BENCHMARKS.md, "making every class appear by 8 kimg"): classes learn on their
     # own weights. The heads' v-independent parts stay the source's (freeze_offsets, with

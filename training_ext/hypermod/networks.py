@@ -519,6 +519,8 @@ class HyperDiscriminator(torch.nn.Module):
         c_dim           = None,  # The loop's label width; None = unchecked, else must equal num_classes.
         img_resolution  = None,  # The loop's image size; None = unchecked, else must match the source.
         img_channels    = None,  # The loop's image channels; unused.
+        head_lr_multiplier = 1,  # Learning-rate multiplier of the per-class head: its rows are D's only
+                                 # class-specific weights and start identical (see HypermodConfig.d_head_lr).
     ):
         super().__init__()
         D = active_host().construct_class_by_name(**dict(discriminator))
@@ -531,7 +533,8 @@ class HyperDiscriminator(torch.nn.Module):
         out = D.b4.out
         D.b4.out = torch.nn.Identity()
         self.net = D
-        self.head = FullyConnectedLayer(int(out.weight.shape[1]), num_classes)   # host layers keep no in_features
+        self.head = FullyConnectedLayer(int(out.weight.shape[1]), num_classes,      # host layers keep no in_features
+                                        lr_multiplier=head_lr_multiplier)
         self.num_classes, self.c_dim = num_classes, num_classes
         self.img_resolution, self.img_channels = D.img_resolution, D.img_channels
 
@@ -549,14 +552,18 @@ class HyperDiscriminator(torch.nn.Module):
         for name, t in src.items():
             if not name.startswith('b4.out.'):
                 own[name].copy_(t)
-        self.head.weight.copy_(src['b4.out.weight'].expand_as(self.head.weight))
-        self.head.bias.copy_(src['b4.out.bias'].expand_as(self.head.bias))
+        # The stored weights are the effective ones over the layers' gains (the source's out layer
+        # has lr multiplier 1, the head head_lr_multiplier): every row starts as the source's.
+        src_out, head = D.b4.out, self.head
+        self.head.weight.copy_((src['b4.out.weight'] * (src_out.weight_gain / head.weight_gain)).expand_as(head.weight))
+        self.head.bias.copy_((src['b4.out.bias'] * (src_out.bias_gain / head.bias_gain)).expand_as(head.bias))
         return self
 
 
-def discriminator_from_source(D, num_classes, freeze_layers=None):
+def discriminator_from_source(D, num_classes, freeze_layers=None, head_lr_multiplier=1):
     """A HyperDiscriminator that starts from the unconditional D (loaded)."""
     kwargs = constructor_kwargs(D)
     if freeze_layers is not None:
         kwargs['block_kwargs'] = dict(kwargs.get('block_kwargs', {}), freeze_layers=freeze_layers)
-    return HyperDiscriminator(discriminator=kwargs, num_classes=num_classes).load_source(D)
+    return HyperDiscriminator(discriminator=kwargs, num_classes=num_classes,
+                              head_lr_multiplier=head_lr_multiplier).load_source(D)

@@ -113,8 +113,10 @@ class HypermodPipeline(StagePipeline):
         if not os.path.isfile(out):
             freezed = self.config.freezed
             G = hyper_from_source(self.source['G_ema'], self.num_classes, **self._hyper_options())
-            D = discriminator_from_source(self.source['D'], self.num_classes,
-                                          freezed)
+            lr = self.config.d_head_lr
+            if not lr > 0:
+                raise HypermodError(f"the learning-rate multiplier of D's head must be > 0, got {lr}")
+            D = discriminator_from_source(self.source['D'], self.num_classes, freezed, head_lr_multiplier=lr)
             save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=copy.deepcopy(G)), out)
         # Every stage builds the networks of the initial pickle (a resumed pipeline too, whatever
         # its flags say now), from their constructor kwargs.
