@@ -269,7 +269,8 @@ def generate(name, cfg, dnnlib, make_transform, torch, provenance):
 def save(path, arrays, meta):
     """A compressed npz, meta as the UTF-8 bytes of its JSON (uint8): loads with allow_pickle=False."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, meta=np.frombuffer(json.dumps(meta, separators=(',', ':')).encode(), dtype=np.uint8), **arrays)
+    text = json.dumps(meta, separators=(',', ':'))
+    np.savez_compressed(path, meta=np.frombuffer(text.encode(), dtype=np.uint8), **arrays)
 
 
 def host_commit(path, given):
