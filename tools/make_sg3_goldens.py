@@ -48,45 +48,45 @@ TRANSLATE, ROTATE = (-0.2, 0.3), -20.0
 # after its statements, so they come last in init_kwargs). batch: samples per call (2 at 64 px
 # keeps the npz small; D's minibatch-stddev groups are min(group, batch)); img_psi07: also store
 # the truncated image (the stylegan2 G always: it has no transform image).
+def config(exercises, **settings):
+    """One config: ``settings`` over the defaults (stylegan3-t, RGB, unconditional, z = w = 32,
+    --fp32, mbstd group 4, batch 4, no extras)."""
+    defaults = dict(cfg='stylegan3-t', img_channels=3, c_dim=0, z_dim=32, w_dim=32, map_depth=None, fp32=True,
+                    mbstd_group=4, batch=4, img_psi07=False, G_extra={}, D_extra={})
+    return dict(exercises=exercises, **dict(defaults, **settings))
+
+
 CONFIGS = {
-    't16c5': dict(
-        exercises='stylegan3-t exactly as train.py builds it, at 16 px (every layer sampled at the '
-                  'image rate from the first on: up/down factor 2 throughout) with 5 classes; '
-                  'channels 16..8; D with a 5-class label mapping, mbstd group 4',
-        cfg='stylegan3-t', resolution=16, img_channels=3, c_dim=5, z_dim=32, w_dim=32, cbase=128, cmax=16,
-        map_depth=None, fp32=True, mbstd_group=4, batch=4, img_psi07=True, G_extra={}, D_extra={}),
-    'r64': dict(
-        exercises='stylegan3-r as train.py builds it without --fp32 (num_fp16_res 4 flagged, conv_clamp 256) '
-                  'at 64 px, unconditional: sampling rates 16..64, radial jinc filters in 12 layers, '
-                  '1x1 convs, doubled channels 16..4',
-        cfg='stylegan3-r', resolution=64, img_channels=3, c_dim=0, z_dim=32, w_dim=32, cbase=128, cmax=8,
-        map_depth=None, fp32=False, mbstd_group=4, batch=2, img_psi07=False, G_extra={}, D_extra={}),
-    't64z32w48': dict(
-        exercises='stylegan3-t at 64 px, grayscale, z 32 / w 48, mapping depth 3, and a layer design '
-                  'train.py never builds: 8 layers, 3 critically sampled, margin 4, last stopband '
-                  '2**0.5 relative',
-        cfg='stylegan3-t', resolution=64, img_channels=1, c_dim=0, z_dim=32, w_dim=48, cbase=256, cmax=16,
-        map_depth=3, fp32=True, mbstd_group=2, batch=2, img_psi07=False,
-        G_extra=dict(num_layers=8, num_critical=3, margin_size=4, last_stopband_rel=2 ** 0.5), D_extra={}),
-    't32c3x': dict(
-        exercises='an alias-free G at 32 px with 3 classes off every default: 6 layers, 1 critically '
-                  'sampled (ToRGB only), odd margin 3, first cutoff 1.5 and stopband 2**1.7 (first rate 8), '
-                  'filter_size 4, lrelu_upsampling 4 (up/down factors 4 and 8), radial down filters '
-                  'with 3x3 convs, conv_clamp 1 (the clamp is active), output_scale 0.5',
-        cfg='stylegan3-t', resolution=32, img_channels=3, c_dim=3, z_dim=24, w_dim=24, cbase=128, cmax=16,
-        map_depth=None, fp32=True, mbstd_group=4, batch=4, img_psi07=False,
+    't16c5': config(
+        'stylegan3-t exactly as train.py builds it, at 16 px (every layer sampled at the image rate from the '
+        'first on: up/down factor 2 throughout) with 5 classes; channels 16..8; D with a 5-class label '
+        'mapping, mbstd group 4',
+        resolution=16, c_dim=5, cbase=128, cmax=16, img_psi07=True),
+    'r64': config(
+        'stylegan3-r as train.py builds it without --fp32 (num_fp16_res 4 flagged, conv_clamp 256) at 64 px, '
+        'unconditional: sampling rates 16..64, radial jinc filters in 12 layers, 1x1 convs, doubled '
+        'channels 16..4',
+        cfg='stylegan3-r', resolution=64, cbase=128, cmax=8, fp32=False, batch=2),
+    't64z32w48': config(
+        'stylegan3-t at 64 px, grayscale, z 32 / w 48, mapping depth 3, and a layer design train.py never '
+        'builds: 8 layers, 3 critically sampled, margin 4, last stopband 2**0.5 relative; D mbstd group 2',
+        resolution=64, img_channels=1, w_dim=48, cbase=256, cmax=16, map_depth=3, mbstd_group=2, batch=2,
+        G_extra=dict(num_layers=8, num_critical=3, margin_size=4, last_stopband_rel=2 ** 0.5)),
+    't32c3x': config(
+        'an alias-free G at 32 px with 3 classes off every default: 6 layers, 1 critically sampled (then '
+        'ToRGB), odd margin 3, first cutoff 1.5 and stopband 2**1.7 (first rate 8), filter_size 4, '
+        'lrelu_upsampling 4 (up factors 4 and 8, down 4), radial down filters with 3x3 convs, conv_clamp 1 '
+        '(the clamp is active), output_scale 0.5',
+        resolution=32, c_dim=3, z_dim=24, w_dim=24, cbase=128, cmax=16,
         G_extra=dict(num_layers=6, num_critical=1, margin_size=3, first_cutoff=1.5, first_stopband=2 ** 1.7,
                      filter_size=4, lrelu_upsampling=4, use_radial_filters=True, conv_clamp=1.0,
-                     output_scale=0.5),
-        D_extra={}),
-    'sg2c3': dict(
-        exercises="the stylegan3 repo's --cfg stylegan2 at 64 px with 3 classes, without --fp32 (fp16 "
-                  'flagged on 4 resolutions, run in fp32 off CUDA; conv_clamp 256), mapping depth 4 (--map-depth), '
-                  "fused modconv 'inference_only', noise const; D with mbstd group 2 and 2 stddev "
-                  'channels, cmap_dim 8',
-        cfg='stylegan2', resolution=64, img_channels=3, c_dim=3, z_dim=32, w_dim=32, cbase=256, cmax=8,
-        map_depth=4, fp32=False, mbstd_group=2, batch=2, img_psi07=True, G_extra={},
-        D_extra=dict(cmap_dim=8, epilogue_kwargs=dict(mbstd_num_channels=2))),
+                     output_scale=0.5)),
+    'sg2c3': config(
+        "the stylegan3 repo's --cfg stylegan2 at 64 px with 3 classes, without --fp32 (fp16 flagged on 4 "
+        'resolutions, run in fp32 off CUDA; conv_clamp 256), mapping depth 4 (--map-depth), fused modconv '
+        "'inference_only', noise const; D with mbstd group 2 and 2 stddev channels, cmap_dim 8",
+        cfg='stylegan2', resolution=64, c_dim=3, cbase=256, cmax=8, map_depth=4, fp32=False, mbstd_group=2,
+        batch=2, img_psi07=True, D_extra=dict(cmap_dim=8, epilogue_kwargs=dict(mbstd_num_channels=2))),
 }
 
 
@@ -301,7 +301,9 @@ def main(argv=None):
     provenance = dict(
         host=dict(repo=HOST_REPO, commit=host_commit(host, args.host_commit)),
         generator_script='tools/make_sg3_goldens.py',
-        command='python tools/make_sg3_goldens.py --host HOST --configs ' + ','.join(names),
+        command='python tools/make_sg3_goldens.py --host HOST' + (f' --host-commit {args.host_commit}' if
+                                                                  args.host_commit else '')
+                + ' --configs ' + ','.join(names),
         date=datetime.date.today().isoformat(),
         runtime=dict(torch=torch.__version__, numpy=np.__version__, scipy=scipy.__version__,
                      python=sys.version.split()[0], device='cpu', torch_num_threads=torch.get_num_threads()),
