@@ -15,6 +15,10 @@ FIXTURE_CONFIGS = ['uncond32', 'cond32', 'uncond64']
 # Pickles written by the real stylegan3 repo (its README lists the facts): two alias-free, one StyleGAN2.
 SG3_FIXTURES = Path(os.environ.get('COCKTAIL_SG3_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'stylegan3'))
 SG3_FIXTURE_CONFIGS = ['t32', 'r32cond', 'sg2cond32']
+# Our own goldens of further stylegan3 configurations (numbers only, committed; written by
+# tools/make_sg3_goldens.py from a real stylegan3 checkout: README there).
+SG3_OWN_GOLDENS = REPO / 'tests' / 'goldens' / 'stylegan3'
+SG3_OWN_GOLDEN_CONFIGS = ['t16c5', 'r64', 't64z32w48', 't32c3x', 'sg2c3']
 # A stylegan3 checkout (tests of --host PATH with one run only when it is named).
 SG3_HOST = os.environ.get('COCKTAIL_TEST_SG3_HOST')
 

@@ -18,7 +18,8 @@ from plugin.hosts import get_host
 from plugin.hosts.embedded import networks_stylegan3 as sg3
 from plugin.persistence import constructor_kwargs
 from plugin.pickles import dumps_network_pkl, load_network_pkl
-from tests.helpers.goldens import FP32_TOL, WS_TOL, assert_close, load_fixture, max_excess, tensor_sha256
+from tests.helpers.goldens import (CONSTRUCTED_TOL, FP32_TOL, WS_TOL, assert_close, assert_design_equal, load_fixture,
+                                   max_excess, sg3_synthesis_design, tensor_sha256)
 from torch_utils_ext.ops.filtered_lrelu import filtered_lrelu, output_size
 
 CONFIGS = ['t32', 'r32cond']                # the alias-free ones (sg2cond32: test_stylegan3_sg2.py)
@@ -60,54 +61,17 @@ def test_tensors_match_manifest(sg3_fixtures_dir, cfg, key):
         assert leaf in buffers and buffers[leaf] is None, name
 
 
-def _type_name(value):
-    return f'{type(value).__module__}.{type(value).__qualname__}'
-
-
-def _design(layer):
-    """The derived design of one layer, in the manifest's terms."""
-    def shape(f):
-        return None if f is None else list(f.shape)
-    return {
-        'is_torgb': layer.is_torgb, 'is_critically_sampled': layer.is_critically_sampled,
-        'use_fp16': bool(layer.use_fp16), 'in_channels': layer.in_channels, 'out_channels': layer.out_channels,
-        'in_size': [int(v) for v in layer.in_size], 'out_size': [int(v) for v in layer.out_size],
-        'in_sampling_rate': layer.in_sampling_rate, 'out_sampling_rate': layer.out_sampling_rate,
-        'tmp_sampling_rate': layer.tmp_sampling_rate, 'in_cutoff': layer.in_cutoff, 'out_cutoff': layer.out_cutoff,
-        'in_half_width': layer.in_half_width, 'out_half_width': layer.out_half_width,
-        'conv_kernel': layer.conv_kernel, 'conv_clamp': layer.conv_clamp,
-        'magnitude_ema_beta': layer.magnitude_ema_beta, 'magnitude_ema': layer.magnitude_ema.item(),
-        'up_factor': layer.up_factor, 'up_taps': layer.up_taps, 'up_filter_shape': shape(layer.up_filter),
-        'down_factor': layer.down_factor, 'down_taps': layer.down_taps, 'down_radial': layer.down_radial,
-        'down_filter_shape': shape(layer.down_filter), 'padding': layer.padding,
-    }
-
-
 @pytest.mark.parametrize('cfg', CONFIGS)
 def test_layer_design_matches_manifest(sg3_fixtures_dir, cfg):
     data, manifest, golden = fixture(sg3_fixtures_dir / cfg)
     want = manifest['sg3_synthesis']
     syn = data['G_ema'].synthesis
     assert syn.layer_names == [layer['name'] for layer in want['layers']]
-    assert (syn.num_layers, syn.num_critical, syn.margin_size, syn.output_scale, syn.num_fp16_res, syn.num_ws) == (
-        want['num_layers'], want['num_critical'], want['margin_size'], want['output_scale'], want['num_fp16_res'],
-        want['num_ws'])
-    inp = syn.input
-    assert (inp.channels, [int(v) for v in inp.size]) == (want['input']['channels'], want['input']['size'])
-    assert math.isclose(inp.sampling_rate, want['input']['sampling_rate'], rel_tol=1e-12)
-    assert math.isclose(inp.bandwidth, want['input']['bandwidth'], rel_tol=1e-12)
-    for name, expected in zip(syn.layer_names, want['layers']):
+    assert syn.num_fp16_res == want['num_fp16_res']
+    # Schedule, Fourier input and every layer (attribute types too: numpy where the host's are).
+    assert_design_equal(sg3_synthesis_design(syn), want, 'sg3_synthesis', skip=('num_fp16_res',))
+    for name in syn.layer_names:
         layer = getattr(syn, name)
-        ours = _design(layer)
-        for key, value in expected.items():
-            if key in ('name', 'attribute_types'):
-                continue
-            if isinstance(value, float):
-                assert math.isclose(ours[key], value, rel_tol=1e-12), f'{name}.{key}: {ours[key]} vs {value}'
-            else:
-                assert ours[key] == value, f'{name}.{key}: {ours[key]} vs {value}'
-        for attr, type_name in expected['attribute_types'].items():   # numpy where the host has numpy
-            assert _type_name(getattr(layer, attr)) == type_name, f'{name}.{attr}'
         assert layer.in_size.dtype == np.int64 and layer.in_size.shape == (2,)
     np.testing.assert_array_equal(np.array([getattr(syn, n).magnitude_ema.item() for n in syn.layer_names],
                                            dtype=np.float32), golden['magnitude_ema'])
@@ -120,7 +84,7 @@ def test_fresh_construction_reproduces_host_buffers(sg3_fixtures_dir, cfg):
     data, manifest, golden = fixture(sg3_fixtures_dir / cfg)
     torch.manual_seed(manifest['seeds']['G_init'])
     fresh = sg3.Generator(*data['G']._init_args, **data['G']._init_kwargs)
-    np.testing.assert_array_equal(fresh.synthesis.input.freqs.numpy(), golden['input_freqs'])
+    assert_close(fresh.synthesis.input.freqs, golden['input_freqs'], CONSTRUCTED_TOL, 'input.freqs')
     np.testing.assert_array_equal(fresh.synthesis.input.phases.numpy(), golden['input_phases'])
     stored = data['G_ema'].synthesis
     for name in stored.layer_names:
@@ -128,7 +92,7 @@ def test_fresh_construction_reproduces_host_buffers(sg3_fixtures_dir, cfg):
             a, b = getattr(fresh.synthesis, name)._buffers[buf], getattr(stored, name)._buffers[buf]
             assert (a is None) == (b is None), f'{name}.{buf}'
             if a is not None:
-                torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6, msg=f'{name}.{buf}')
+                assert_close(a, b.numpy(), CONSTRUCTED_TOL, f'{name}.{buf}')
                 assert math.isclose(a.sum().item(), 1.0, rel_tol=1e-5)      # unit DC gain
 
 
