@@ -205,7 +205,7 @@ def test_self_initialisation_compares_alias_free_layers(world):
     loss = self_init_distance(H.mapping, H.synthesis, G_src, z, c)
     loss.backward()
     layer = hyper_layers(H.synthesis.net)[0][1]
-    assert float(loss) > 1e-2 and layer.beta.offset.grad.abs().sum() > 0
+    assert float(loss.detach()) > 1e-2 and layer.beta.offset.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('design', DESIGNS)
