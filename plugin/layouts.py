@@ -35,7 +35,11 @@ FOURIER_BUFFERS = ('synthesis.input.freqs', 'synthesis.input.phases')
 
 def is_alias_free(G):
     """True for an alias-free (StyleGAN3-T/-R) generator."""
-    synthesis = getattr(G, 'synthesis', None)
+    return is_alias_free_synthesis(getattr(G, 'synthesis', None))
+
+
+def is_alias_free_synthesis(synthesis):
+    """True for an alias-free (StyleGAN3-T/-R) synthesis network."""
     return hasattr(synthesis, 'layer_names') and hasattr(synthesis, 'input')
 
 

@@ -90,21 +90,23 @@ def small_sg3_G(seed=0, c_dim=0, **over):
     return sg3.Generator(**kw)
 
 
-def small_sg3_D(seed=0, c_dim=0):
+def small_sg3_D(seed=0, c_dim=0, img_resolution=16):
     """The stylegan3 repo's StyleGAN2 discriminator (what its train.py pairs with every G), 16 px."""
     import torch
 
     from plugin.hosts.embedded import networks_stylegan2 as sg2
     torch.manual_seed(seed + 100)
-    return sg2.Discriminator(c_dim=c_dim, img_resolution=16, img_channels=3, channel_base=128, channel_max=16,
-                             epilogue_kwargs=dict(mbstd_group_size=2))
+    return sg2.Discriminator(c_dim=c_dim, img_resolution=img_resolution, img_channels=3, channel_base=128,
+                             channel_max=16, epilogue_kwargs=dict(mbstd_group_size=2))
 
 
-def make_sg3_source(path, seed=0, c_dim=0):
-    """A tiny stylegan3-t source pickle (G, D, G_ema) in the stylegan3 repo's layout."""
+def make_sg3_source(path, seed=0, c_dim=0, **over):
+    """A tiny stylegan3-t source pickle (G, D, G_ema) in the stylegan3 repo's layout; ``over``
+    replaces small_sg3_G's kwargs (img_resolution=32, use_radial_filters=True, ...)."""
     from plugin import save_network_pkl
-    G = small_sg3_G(seed, c_dim)
-    save_network_pkl(dict(training_set_kwargs=None, G=G, D=small_sg3_D(seed, c_dim), G_ema=G), path)
+    G = small_sg3_G(seed, c_dim, **over)
+    D = small_sg3_D(seed, c_dim, img_resolution=G.img_resolution)
+    save_network_pkl(dict(training_set_kwargs=None, G=G, D=D, G_ema=G), path)
     return str(path)
 
 

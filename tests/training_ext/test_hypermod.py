@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.helpers import REPO, make_source
+from tests.helpers.hypermod import class_images, frozen_state, g_steps, one_hot, steps_on_new_classes
 from plugin import load_network_pkl
 from plugin.hosts.embedded.layers import modulated_conv2d
 from torch_utils_ext.ops.hypermod_weight import hypermod_weight
@@ -29,10 +30,6 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 @pytest.fixture(scope='module')
 def discs():
     return load_network_pkl(ASSETS / 'discs.pkl')
-
-
-def one_hot(classes, num_classes):
-    return torch.nn.functional.one_hot(torch.as_tensor(classes), num_classes).float()
 
 
 @pytest.fixture(scope='module')
@@ -151,12 +148,6 @@ def test_conditional_D_starts_as_the_source_D_and_the_contrastive_term_trains_it
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
-
-def frozen_state(G):
-    trainable = {n for n, _ in G.named_parameters() if '.task.' in n or any(f'.{h}.' in n for h in
-                                                                             ('gamma', 'beta', 'dbias'))}
-    return {n: t.clone() for n, t in G.state_dict().items() if n not in trainable and not n.endswith('w_avg')}
-
 
 def test_self_init_then_conditional_training(world):
     pipe, final = run_pipeline(world, 'source-init')
@@ -348,26 +339,6 @@ def test_r1_interval_reaches_the_conditional_stage(world):
         run_pipeline(world, 'r1-zero', kimg=0.016, r1_interval=0)
 
 
-def _g_steps(G, D, classes, steps=3, seed=0):
-    """``steps`` Adam steps of G through HypermodLoss (Gmain) on samples of ``classes`` only."""
-    from training_ext.hypermod.loss import HypermodLoss
-    G, D = G.train().requires_grad_(True), D.train().requires_grad_(True)      # as the host loop does
-    opt = torch.optim.Adam(G.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
-    loss = HypermodLoss('cpu', G.mapping, G.synthesis, D, contrastive_weight=0.0)
-    torch.manual_seed(seed)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        loss.accumulate_gradients('Gmain', None, None, torch.randn(8, G.z_dim),
-                                  one_hot([classes[i % len(classes)] for i in range(8)], G.num_classes), True, 1.0)
-        opt.step()
-    return G.eval()
-
-
-def _class_images(G, z, k):
-    with torch.no_grad():
-        return G(z, one_hot([k] * z.shape[0], G.num_classes), noise_mode='const')
-
-
 @pytest.mark.parametrize('anchor', [None, 0])
 def test_decorrelated_classes_learn_on_their_own_weights(discs, anchor):
     """Issue 17: with the heads' v-independent parts trainable and the task vectors of the
@@ -385,21 +356,14 @@ def test_decorrelated_classes_learn_on_their_own_weights(discs, anchor):
     if anchor is not None:
         assert (v[0] == 0).all()
     D = discriminator_from_source(discs['D'], 3)
-    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
-    source = discs['G_ema'].eval()
-    with torch.no_grad():
-        ref = source(z, None, noise_mode='const')
-    before = _class_images(G.eval(), z, 0)
-    G = _g_steps(G, D, classes=[1, 2])
-    kept = float((_class_images(G, z, 0) - before).abs().max())
-    moved = [float((_class_images(G, z, k) - ref).abs().mean()) for k in (1, 2)]
+    G, z, ref, kept, moved = steps_on_new_classes(G, D, discs['G_ema'])
     print(f'anchor {anchor}: max |class 0 after - before| {kept:.1e}; mean |class k - source| for 1, 2: '
           + ', '.join(f'{m:.1e}' for m in moved))
     assert kept == 0
     assert min(moved) > 1e-4
     if anchor is not None:          # then class 0 stays the source whatever the batch holds
-        G = _g_steps(G, D, classes=[0, 1, 2])
-        assert float((_class_images(G, z, 0) - ref).abs().max()) < 1e-4
+        G = g_steps(G, D, classes=[0, 1, 2])
+        assert float((class_images(G, z, 0) - ref).abs().max()) < 1e-4
 
 
 def test_shared_offsets_and_correlated_classes_leak(discs):
@@ -409,9 +373,9 @@ def test_shared_offsets_and_correlated_classes_leak(discs):
     G = hyper_from_source(discs['G_ema'], 3, rank=4)
     D = discriminator_from_source(discs['D'], 3)
     z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
-    before = _class_images(G.eval(), z, 0)
-    G = _g_steps(G, D, classes=[1, 2])
-    assert float((_class_images(G, z, 0) - before).abs().max()) > 1e-3
+    before = class_images(G.eval(), z, 0)
+    G = g_steps(G, D, classes=[1, 2])
+    assert float((class_images(G, z, 0) - before).abs().max()) > 1e-3
 
 
 def test_mismatch_term_teaches_d_the_classes(discs):

@@ -5,8 +5,9 @@
         [--hyper-anchor CLASS] --kimg 200
 
 networks.py: HyperGenerator (frozen standardised base weights, task network, gamma/beta/delta-b
-heads per 3x3 synthesis conv; the label travels inside the ws) and HyperDiscriminator (the
-source D with a per-class output head). loss.py: SelfInitLoss and HypermodLoss (StyleGAN2 +
+heads per 3x3 synthesis conv of a StyleGAN2, per layer but ToRGB of an alias-free StyleGAN3-T/-R
+generator; the label travels inside the ws) and HyperDiscriminator (the source D with a
+per-class output head). loss.py: SelfInitLoss and HypermodLoss (StyleGAN2 +
 Barlow Twins and the wrong-label term on D). Classes learn on their own weights: frozen head
 offsets, task vectors on disjoint coordinates, an optional anchor class (``--hyper-anchor``)
 kept exactly the source (defaults.py; issue 17 in BENCHMARKS.md). pipeline.py: init ->

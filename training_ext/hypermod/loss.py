@@ -2,8 +2,9 @@
 
 ``SelfInitLoss``: self-initialisation without real data. In the G phase the hyper generator
 (class label from the stage's LabelDataset) and the frozen source generator (from its pickle)
-run on the same z with constant noise; the loss is the sum over synthesis blocks of the mean
-L1 distance between their outputs (features and RGB). D phases and regularisers do nothing.
+run on the same z with constant noise; the loss is the sum over synthesis blocks (StyleGAN2)
+or layers (alias-free) of the mean L1 distance between their outputs (features and RGB). D
+phases and regularisers do nothing.
 
 ``HypermodLoss``: the host's StyleGAN2 loss plus, in D's main phase only, a Barlow Twins term
 on D's penultimate features of two augmented views of the real images (BatchNorm without
@@ -24,14 +25,21 @@ from training_ext.common.loss_wrapper import WrappedLoss, backward_synced, unwra
 from .config import HypermodConfig
 
 
-def block_outputs(synthesis_net, ws, **kwargs):
-    """Run a synthesis network; the (features, image) output of every block, in order. The
-    hooks live only for this call (a hook left on a network would end up in its pickle)."""
+def stage_modules(synthesis_net):
+    """The parts of a synthesis network whose outputs self-initialisation compares: the blocks
+    of a StyleGAN2 ((features, image) each), the layers of an alias-free network (features)."""
+    if hasattr(synthesis_net, 'block_resolutions'):
+        return [getattr(synthesis_net, f'b{res}') for res in synthesis_net.block_resolutions]
+    return [getattr(synthesis_net, name) for name in synthesis_net.layer_names]
+
+
+def block_outputs(modules, run):
+    """Call ``run()``; the output of every module of ``modules``, in call order. The hooks live
+    only for this call (a hook left on a network would end up in its pickle)."""
     outputs = []
-    handles = [getattr(synthesis_net, f'b{res}').register_forward_hook(lambda m, i, o: outputs.append(o))
-               for res in synthesis_net.block_resolutions]
+    handles = [m.register_forward_hook(lambda m, i, o: outputs.append(o)) for m in modules]
     try:
-        synthesis_net(ws, **kwargs)
+        run()
     finally:
         for h in handles:
             h.remove()
@@ -39,10 +47,11 @@ def block_outputs(synthesis_net, ws, **kwargs):
 
 
 def block_l1(a, b):
-    """Sum over blocks of the mean absolute difference of features and of images."""
+    """Sum over blocks of the mean absolute difference of their outputs (features and images)."""
     total = 0
-    for (xa, ia), (xb, ib) in zip(a, b):
-        total = total + (xa.float() - xb.float()).abs().mean() + (ia.float() - ib.float()).abs().mean()
+    for oa, ob in zip(a, b):
+        for ta, tb in zip(*((o,) if isinstance(o, torch.Tensor) else o for o in (oa, ob))):
+            total = total + (ta.float() - tb.float()).abs().mean()
     return total
 
 
@@ -51,9 +60,9 @@ def self_init_distance(mapping, synthesis, source, z, c):
     the frozen ``source`` generator for latents z and labels c: differentiable in the former."""
     mapping, synthesis = unwrap(mapping), unwrap(synthesis)     # DDP-wrapped in a multi-process host loop
     with torch.no_grad():
-        target = block_outputs(source.synthesis, source.mapping(z, c[:, :0]), noise_mode='const')
-    ws = mapping(z, c)
-    hyper = block_outputs(synthesis.net, ws[:, :, :synthesis.style_dim], task=synthesis.task(c), noise_mode='const')
+        target = block_outputs(stage_modules(source.synthesis),
+                               lambda: source.synthesis(source.mapping(z, c[:, :0]), noise_mode='const'))
+    hyper = block_outputs(stage_modules(synthesis.net), lambda: synthesis(mapping(z, c), noise_mode='const'))
     return block_l1(hyper, target)
 
 

@@ -1,7 +1,9 @@
 """Hyper-modulated generator and class-conditional discriminator, built around host networks.
 
-``HyperGenerator`` holds a host generator (from its constructor kwargs) whose 3x3 synthesis
-convolutions (conv0/conv1 of every block) are replaced by ``HyperSynthesisLayer``s:
+``HyperGenerator`` holds a host generator (from its constructor kwargs) whose modulated
+convolutions are replaced by hyper twins (``HyperModulated``): the 3x3 convs (conv0/conv1 of
+every block) of a StyleGAN2 by ``HyperSynthesisLayer``s, every layer but ToRGB of an
+alias-free (StyleGAN3-T/-R) generator by ``HyperAliasFreeLayer``s:
 
     mapping   = HyperMapping:   net (the source's mapping network); packs the label into the ws
     synthesis = HyperSynthesis: task (embedding + MLP -> task vector v), net (the source's
@@ -11,10 +13,13 @@ The ws between them are the source's ws with the label c appended as ``num_class
 channels (the same in every layer). The host's StyleGAN2 loss calls ``G_mapping(z, c)`` (twice
 with the same c for style mixing) and ``G_synthesis(ws)``, so it never notices; the path-length
 gradient of the label channels is zero. The task vector reaches the hyper layers as a keyword
-(``task=v``) that the host's synthesis network and blocks pass through to their conv layers.
+(``task=v``) that a StyleGAN2 synthesis network and its blocks pass through to their conv
+layers; an alias-free network passes its keywords to ToRGB too, so HyperSynthesis runs its
+parts itself (``run_alias_free``) and hands the task to the hyper layers only.
 
 Frozen (gradient masks, or buffers): mapping, style affines, noise strengths, toRGB, constant
-input, and the standardised base weights and biases. Trainable: embedding, task MLP, heads.
+or Fourier input, and the standardised base weights and biases. Trainable: embedding, task
+MLP, heads. The alias-free layers' ``magnitude_ema`` moves on ``update_emas`` as the source's.
 """
 import math
 
@@ -22,11 +27,13 @@ import torch
 
 from plugin.hosts import active_host
 from plugin.hosts.embedded.layers import FullyConnectedLayer
-from plugin.layouts import takes_update_emas
+from plugin.hosts.embedded.networks_stylegan3 import magnitude_input_gain
+from plugin.layouts import is_alias_free_synthesis, takes_update_emas
 from plugin.persistence import constructor_kwargs, persistent_class
 from torch_utils_ext.ops import default_impl
 from torch_utils_ext.ops.bias_act import bias_act, default_gain
 from torch_utils_ext.ops.conv2d_resample import conv2d_resample
+from torch_utils_ext.ops.filtered_lrelu import filtered_lrelu
 from torch_utils_ext.ops.hypermod_weight import hypermod_weight
 from torch_utils_ext.ops.upfirdn2d import setup_filter
 from training_ext.common.freezing import register_gradient_masks
@@ -213,51 +220,30 @@ def lowrank_from_full(head):
     return low
 
 
-@persistent_class(None)
-class HyperSynthesisLayer(torch.nn.Module):
-    """A StyleGAN2 synthesis layer whose weight and bias are hyper-modulated per sample.
+class HyperModulated(torch.nn.Module):
+    """What the hyper twins of the hosts' modulated convolutions share: the frozen
+    standardised source weight and bias, the heads that modulate them per class, and the
+    per-sample class weight (not a persistent class itself: its subclasses are).
 
     Buffers (frozen): ``base_weight`` W_hat [O, I, k, k] (per (out, in) filter standardised over
     its kernel), ``weight_mean``/``weight_std`` [O, I] (so that W = std * W_hat + mean),
-    ``base_bias`` b_hat [O] and ``noise_const``, ``resample_filter``. Frozen parameters:
-    ``affine`` (styles), ``noise_strength``. Trainable: the heads ``gamma``, ``beta``, ``dbias``.
+    ``base_bias`` b_hat [O]. Trainable: the heads ``gamma``, ``beta`` (HyperHead) and ``dbias``.
 
-    W_c = gamma(v) (.) W_hat + beta(v), b_c = b_hat + dbias(v); then modulation by the styles,
-    demodulation and a grouped convolution, as StyleGAN2. ``init='source'`` sets the heads'
+    W_c = gamma(v) (.) W_hat + beta(v), b_c = b_hat + dbias(v). ``init='source'`` sets the heads'
     v-independent parts to (std, mean, b - b_hat) and their v-dependent parts to zero, so the
     layer starts out computing the source layer's output; ``'reference'`` is the paper's init
-    (biases zero, random weights), which self-initialisation has to undo.
+    (biases zero, random weights), which self-initialisation has to undo. A 1x1 kernel (the
+    stylegan3-r layers) has one tap per filter: W_hat is 0, std 1 and mean W, so beta(v)
+    alone carries the class's weight (gamma scales nothing there).
     """
 
-    def __init__(self,
-        in_channels,                 # Input feature channels.
-        out_channels,                # Output feature channels.
-        w_dim,                       # Width of w (the style affine's input).
-        resolution,                  # Output resolution (px); the size of the noise.
-        kernel_size     = 3,         # Convolution kernel size (padding kernel_size // 2).
-        up              = 1,         # Upsampling factor of the convolution (conv2d_resample); 1 = none.
-        use_noise       = True,      # Add per-pixel noise times a learnt strength; False = no noise.
-        activation      = 'lrelu',   # Activation after the bias (bias_act name).
-        conv_clamp      = None,      # Clamp the output to +-this (times gain); None = no clamp.
-        task_dim        = 64,        # Width of the task vector v.
-        rank            = 0,         # Rank of the gamma/beta heads; 0 = full heads.
-        init            = 'source',  # 'source' = start as the source layer (after init_from); 'reference' = paper's.
-    ):
-        super().__init__()
-        self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
-        self.up, self.use_noise, self.activation, self.conv_clamp = up, use_noise, activation, conv_clamp
-        self.padding = kernel_size // 2
-        self.act_gain = default_gain(activation)
+    def add_modulation(self, out_channels, in_channels, kernel_size, task_dim, rank, init):
+        """Register the base buffers and the heads (called by the subclass's constructor)."""
         self.init = init
-        self.register_buffer('resample_filter', setup_filter([1, 3, 3, 1]))
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.register_buffer('base_weight', torch.zeros([out_channels, in_channels, kernel_size, kernel_size]))
         self.register_buffer('weight_mean', torch.zeros([out_channels, in_channels]))
         self.register_buffer('weight_std', torch.ones([out_channels, in_channels]))
         self.register_buffer('base_bias', torch.zeros([out_channels]))
-        if use_noise:
-            self.register_buffer('noise_const', torch.randn([resolution, resolution]))
-            self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.gamma = HyperHead(task_dim, out_channels, in_channels, rank, init)
         self.beta = HyperHead(task_dim, out_channels, in_channels, rank, init)
         self.dbias = FullyConnectedLayer(task_dim, out_channels)
@@ -289,14 +275,62 @@ class HyperSynthesisLayer(torch.nn.Module):
         fixed = {id(self.dbias.bias)} | {id(h.fc.bias if h.rank == 0 else h.offset) for h in (self.gamma, self.beta)}
         return [p for p in params if id(p) not in fixed]
 
-    def forward(self, x, w, task=None, noise_mode='random', fused_modconv=True, gain=1):
+    @staticmethod
+    def check_call(task, noise_mode):
         if task is None:
             raise ValueError('a hyper-modulated layer needs the task vector: call it through HyperSynthesis')
         if noise_mode not in ('random', 'const', 'none'):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+
+    def class_weight(self, styles, task):
+        """[N, O, I, k, k]: every sample's class weight W_c, modulated by ``styles`` [N, I] and
+        demodulated (torch_utils_ext.ops.hypermod_weight)."""
+        return hypermod_weight(self.base_weight, styles, self.gamma(task), self.beta(task), impl=default_impl())
+
+    def class_bias(self, task):
+        """[N, O]: every sample's class bias b_c."""
+        return self.base_bias + self.dbias(task)
+
+
+@persistent_class(None)
+class HyperSynthesisLayer(HyperModulated):
+    """A StyleGAN2 synthesis layer whose weight and bias are hyper-modulated per sample.
+
+    Besides HyperModulated's: buffers (frozen) ``noise_const``, ``resample_filter``; frozen
+    parameters ``affine`` (styles), ``noise_strength``. The class weight is modulated by the
+    styles, demodulated and applied as a grouped convolution, as StyleGAN2.
+    """
+
+    def __init__(self,
+        in_channels,                 # Input feature channels.
+        out_channels,                # Output feature channels.
+        w_dim,                       # Width of w (the style affine's input).
+        resolution,                  # Output resolution (px); the size of the noise.
+        kernel_size     = 3,         # Convolution kernel size (padding kernel_size // 2).
+        up              = 1,         # Upsampling factor of the convolution (conv2d_resample); 1 = none.
+        use_noise       = True,      # Add per-pixel noise times a learnt strength; False = no noise.
+        activation      = 'lrelu',   # Activation after the bias (bias_act name).
+        conv_clamp      = None,      # Clamp the output to +-this (times gain); None = no clamp.
+        task_dim        = 64,        # Width of the task vector v.
+        rank            = 0,         # Rank of the gamma/beta heads; 0 = full heads.
+        init            = 'source',  # 'source' = start as the source layer (after init_from); 'reference' = paper's.
+    ):
+        super().__init__()
+        self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
+        self.up, self.use_noise, self.activation, self.conv_clamp = up, use_noise, activation, conv_clamp
+        self.padding = kernel_size // 2
+        self.act_gain = default_gain(activation)
+        self.register_buffer('resample_filter', setup_filter([1, 3, 3, 1]))
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        if use_noise:
+            self.register_buffer('noise_const', torch.randn([resolution, resolution]))
+            self.noise_strength = torch.nn.Parameter(torch.zeros([]))
+        self.add_modulation(out_channels, in_channels, kernel_size, task_dim, rank, init)
+
+    def forward(self, x, w, task=None, noise_mode='random', fused_modconv=True, gain=1):
+        self.check_call(task, noise_mode)
         n = x.shape[0]
-        weight = hypermod_weight(self.base_weight, self.affine(w), self.gamma(task), self.beta(task),
-                                 impl=default_impl())
+        weight = self.class_weight(self.affine(w), task)
         x = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), weight.reshape(-1, *weight.shape[2:]).to(x.dtype),
                             f=self.resample_filter, up=self.up, padding=self.padding, groups=n,
                             flip_weight=(self.up == 1))
@@ -305,25 +339,125 @@ class HyperSynthesisLayer(torch.nn.Module):
             x = x + torch.randn([n, 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == 'const':
             x = x + self.noise_const * self.noise_strength
-        bias = self.base_bias + self.dbias(task)
-        x = x + bias.to(x.dtype).reshape(n, -1, 1, 1)
+        x = x + self.class_bias(task).to(x.dtype).reshape(n, -1, 1, 1)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, None, act=self.activation, gain=self.act_gain * gain, clamp=clamp, impl=default_impl())
 
 
+@persistent_class(None)
+class HyperAliasFreeLayer(HyperModulated):
+    """An alias-free (StyleGAN3-T/-R) synthesis layer whose weight and bias are hyper-modulated
+    per sample; ToRGB is not one (it stays the source's, frozen, as StyleGAN2's toRGB does).
+
+    It computes what the source layer computes with W_c, b_c in place of its weight and bias:
+    the input divided by its running RMS (``magnitude_ema``, moved only on ``update_emas``, as
+    the source layer does), the class weight modulated by the styles and demodulated, a
+    grouped convolution without padding, the class bias, then the filtered leaky ReLU with
+    the source layer's filters (``up_filter``, ``down_filter``: buffers copied from it), rates,
+    padding, gain sqrt(2), slope 0.2 and clamp. The per-sample bias is added before the filtered
+    nonlinearity, which adds its own (per-channel) bias first too. Besides HyperModulated's:
+    buffers ``magnitude_ema``, ``up_filter``, ``down_filter``; frozen parameters ``affine``.
+    """
+
+    def __init__(self,
+        w_dim,                          # Width of w (the style affine's input).
+        in_channels,                    # Input feature channels.
+        out_channels,                   # Output feature channels.
+        in_size,                        # Input [width, height], margin included.
+        out_size,                       # Output [width, height], margin included.
+        conv_kernel         = 3,        # Convolution kernel size (no padding: the margin shrinks).
+        up_factor           = 2,        # Upsampling factor of the filtered nonlinearity.
+        down_factor         = 2,        # Downsampling factor of the filtered nonlinearity.
+        padding             = (0, 0, 0, 0),  # Its padding [x0, x1, y0, y1] (negative: cropping).
+        up_filter_shape     = None,     # Shape of the source's up_filter; None = no filter.
+        down_filter_shape   = None,     # Shape of the source's down_filter ([t] separable, [t, t] radial); None = none.
+        conv_clamp          = None,     # Clamp of the nonlinearity's output; None = no clamp.
+        use_fp16            = False,    # Compute in float16 (on CUDA, unless force_fp32)?
+        magnitude_ema_beta  = 0.999,    # Decay of the running mean square of the input.
+        task_dim            = 64,       # Width of the task vector v.
+        rank                = 0,        # Rank of the gamma/beta heads; 0 = full heads.
+        init                = 'source', # 'source' = start as the source layer (after init_from); 'reference' = paper's.
+    ):
+        super().__init__()
+        self.w_dim, self.in_channels, self.out_channels = w_dim, in_channels, out_channels
+        self.in_size, self.out_size = [int(s) for s in in_size], [int(s) for s in out_size]
+        self.conv_kernel, self.up_factor, self.down_factor = conv_kernel, up_factor, down_factor
+        self.padding = [int(p) for p in padding]
+        self.conv_clamp, self.use_fp16, self.magnitude_ema_beta = conv_clamp, use_fp16, magnitude_ema_beta
+        self.is_torgb = False
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.register_buffer('magnitude_ema', torch.ones([]))
+        for name, shape in (('up_filter', up_filter_shape), ('down_filter', down_filter_shape)):
+            self.register_buffer(name, None if shape is None else torch.zeros(list(shape)))
+        self.add_modulation(out_channels, in_channels, conv_kernel, task_dim, rank, init)
+
+    def forward(self, x, w, task=None, noise_mode='random', force_fp32=False, update_emas=False):
+        self.check_call(task, noise_mode)                   # noise_mode: the host's interface; no noise here
+        input_gain = magnitude_input_gain(self, x, update_emas)
+        n = x.shape[0]
+        dtype = torch.float16 if self.use_fp16 and not force_fp32 and x.device.type == 'cuda' else torch.float32
+        weight = self.class_weight(self.affine(w), task) * input_gain       # the input gain after demodulation
+        x = conv2d_resample(x.to(dtype).reshape(1, -1, *x.shape[2:]), weight.reshape(-1, *weight.shape[2:]).to(dtype),
+                            padding=self.conv_kernel - 1, groups=n)
+        x = x.reshape(n, -1, *x.shape[2:]) + self.class_bias(task).to(dtype).reshape(n, -1, 1, 1)
+        return filtered_lrelu(x, fu=self.up_filter, fd=self.down_filter, up=self.up_factor, down=self.down_factor,
+                              padding=self.padding, gain=math.sqrt(2), slope=0.2, clamp=self.conv_clamp)
+
+    def extra_repr(self):
+        return (f'w_dim={self.w_dim}, in_size={self.in_size}, out_size={self.out_size}, '
+                f'in_channels={self.in_channels}, out_channels={self.out_channels}')
+
+
 def hyper_layer_for(layer, task_dim, rank, init):
-    """A HyperSynthesisLayer shaped like the host's synthesis ``layer`` (weights not copied)."""
+    """A hyper twin shaped like the host's synthesis ``layer`` (weights and filters not copied):
+    a HyperAliasFreeLayer for an alias-free layer (one with a ``magnitude_ema``), else a
+    HyperSynthesisLayer."""
     # Shapes from the tensors: the host's layers do not all keep their channel counts as attributes.
-    out_channels, in_channels = layer.weight.shape[:2]
-    return HyperSynthesisLayer(int(in_channels), int(out_channels), w_dim=int(layer.affine.weight.shape[1]),
+    out_channels, in_channels = (int(s) for s in layer.weight.shape[:2])
+    w_dim, rank = int(layer.affine.weight.shape[1]), min(rank, in_channels)
+    if hasattr(layer, 'magnitude_ema'):
+        shapes = {f'{name}_shape': None if getattr(layer, name) is None else list(getattr(layer, name).shape)
+                  for name in ('up_filter', 'down_filter')}
+        return HyperAliasFreeLayer(w_dim, in_channels, out_channels, in_size=[int(s) for s in layer.in_size],
+                                   out_size=[int(s) for s in layer.out_size], conv_kernel=int(layer.weight.shape[-1]),
+                                   up_factor=int(layer.up_factor), down_factor=int(layer.down_factor),
+                                   padding=[int(p) for p in layer.padding], conv_clamp=layer.conv_clamp,
+                                   use_fp16=bool(layer.use_fp16), magnitude_ema_beta=float(layer.magnitude_ema_beta),
+                                   task_dim=task_dim, rank=rank, init=init, **shapes)
+    return HyperSynthesisLayer(in_channels, out_channels, w_dim=w_dim,
                                resolution=layer.resolution, kernel_size=layer.weight.shape[-1], up=layer.up,
                                use_noise=layer.use_noise, activation=layer.activation, conv_clamp=layer.conv_clamp,
-                               task_dim=task_dim, rank=min(rank, int(in_channels)), init=init)
+                               task_dim=task_dim, rank=rank, init=init)
+
+
+def modulated_layer_names(synthesis_net):
+    """Names (relative to the synthesis network) of the host layers that hyper-modulation
+    replaces: every block's 3x3 convs (StyleGAN2), every layer but ToRGB (alias-free)."""
+    if is_alias_free_synthesis(synthesis_net):
+        return [n for n in synthesis_net.layer_names if not getattr(synthesis_net, n).is_torgb]
+    return [f'b{res}.{name}' for res in synthesis_net.block_resolutions for name in CONV_NAMES
+            if hasattr(getattr(synthesis_net, f'b{res}'), name)]
 
 
 def hyper_layers(synthesis_net):
     """(name, layer) of every hyper-modulated layer of a synthesis network, in block order."""
-    return [(n, m) for n, m in synthesis_net.named_modules() if isinstance(m, HyperSynthesisLayer)]
+    return [(n, m) for n, m in synthesis_net.named_modules() if isinstance(m, HyperModulated)]
+
+
+def run_alias_free(synthesis_net, ws, task, **layer_kwargs):
+    """An alias-free synthesis network's output for styles ``ws`` with the task vector going to
+    its hyper layers only. Its own forward passes its keyword arguments to every layer, ToRGB
+    included, whose host class takes no ``task``; this runs its parts as that forward does:
+    the Fourier input from ws[:, 0], layer i from ws[:, 1 + i], the output scale, float32."""
+    net = synthesis_net
+    if ws.ndim != 3 or tuple(ws.shape[1:]) != (net.num_ws, net.w_dim):
+        raise ValueError(f'synthesis expects ws of shape [N, {net.num_ws}, {net.w_dim}], got {list(ws.shape)}')
+    w_input, *w_layers = ws.to(torch.float32).unbind(dim=1)
+    x = net.input(w_input)
+    for name, w in zip(net.layer_names, w_layers):
+        layer = getattr(net, name)
+        x = layer(x, w, task=task, **layer_kwargs) if isinstance(layer, HyperModulated) else layer(x, w, **layer_kwargs)
+    return (x * net.output_scale if net.output_scale != 1 else x).to(torch.float32)
 
 
 @persistent_class(None)
@@ -384,7 +518,8 @@ class HyperSynthesis(torch.nn.Module):
         self.style_dim, self.num_ws = net.w_dim, net.num_ws
         self.w_dim = self.style_dim + self.num_classes
         self.img_resolution, self.img_channels = net.img_resolution, net.img_channels
-        self.block_resolutions = net.block_resolutions
+        if hasattr(net, 'block_resolutions'):         # StyleGAN2 layout only
+            self.block_resolutions = net.block_resolutions
         return self
 
     def forward(self, ws, **kwargs):
@@ -392,6 +527,8 @@ class HyperSynthesis(torch.nn.Module):
             raise ValueError(f'hyper synthesis expects packed ws of shape [N, {self.num_ws}, {self.w_dim}] '
                              f'(styles + {self.num_classes} label channels), got {tuple(ws.shape)}')
         c = ws[:, 0, self.style_dim:].detach()
+        if is_alias_free_synthesis(self.net):
+            return run_alias_free(self.net, ws[:, :, :self.style_dim], self.task(c), **kwargs)
         return self.net(ws[:, :, :self.style_dim], task=self.task(c), **kwargs)
 
 
@@ -448,11 +585,10 @@ class HyperGenerator(torch.nn.Module):
                              '(check --cond 1 and the dataset labels)')
         if img_resolution is not None and img_resolution != G.img_resolution:
             raise ValueError(f'the images are {img_resolution}px, the source generates {G.img_resolution}px')
-        for res in G.synthesis.block_resolutions:
-            block = getattr(G.synthesis, f'b{res}')
-            for name in CONV_NAMES:
-                if hasattr(block, name):
-                    setattr(block, name, hyper_layer_for(getattr(block, name), task_dim, rank, init))
+        for name in modulated_layer_names(G.synthesis):
+            parent, _, leaf = name.rpartition('.')
+            owner = G.synthesis.get_submodule(parent)
+            setattr(owner, leaf, hyper_layer_for(getattr(owner, leaf), task_dim, rank, init))
         self.mapping = HyperMapping(num_classes).attach(G.mapping)
         task_kwargs = dict(anchor=anchor) if anchor is not None else {}     # class 0 is an anchor: no truthiness
         if decorrelate:
@@ -469,10 +605,11 @@ class HyperGenerator(torch.nn.Module):
             register_gradient_masks(self, {n: p for n, p in self.named_parameters() if id(p) not in trainable})
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=None, **synthesis_kwargs):
-        # update_emas exists only in stylegan3's mapping: pass it on only when given.
+        # update_emas exists only in the stylegan3 repo's networks: pass it on only when given (to
+        # the synthesis too, as their generators do: the alias-free layers' magnitude EMAs).
         extra = {} if update_emas is None else dict(update_emas=update_emas)
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, **extra)
-        return self.synthesis(ws, **synthesis_kwargs)
+        return self.synthesis(ws, **extra, **synthesis_kwargs)
 
     @torch.no_grad()
     def load_source(self, G):

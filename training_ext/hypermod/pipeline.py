@@ -27,7 +27,6 @@ import torch
 
 from plugin import run_options
 from plugin.persistence import constructor_kwargs as module_kwargs
-from plugin.layouts import is_alias_free
 from plugin.pickles import load_network_pkl, save_network_pkl
 from training_ext.common.source_pickles import load_source, open_target
 from training_ext.common.stages import StagePipeline
@@ -48,7 +47,7 @@ class HypermodPipeline(StagePipeline):
     def __init__(self,
         flags,                 # Command-line flags (dict): --data, --cond, the method's options, ...
         pipeline_dir,          # Directory of the stages and pipeline_state.json; created if missing.
-        source,                # Path of the unconditional StyleGAN2 source pickle (G_ema and D).
+        source,                # Path of the unconditional source pickle (G_ema and D): StyleGAN2 or alias-free.
         log          = print,  # Callable that prints one progress line.
     ):
         self.source_path = os.path.abspath(source)
@@ -58,12 +57,6 @@ class HypermodPipeline(StagePipeline):
     def run(self):
         self.source = load_source(self.source_path, ('G_ema', 'D'), HypermodError)
         G = self.source['G_ema']
-        if is_alias_free(G):
-            # The hyper synthesis layers wrap StyleGAN2's modulated convolutions; the alias-free
-            # layers (filtered nonlinearities, magnitude EMAs, Fourier input) have no hyper twin yet.
-            raise HypermodError(f'{self.source_path} is an alias-free (StyleGAN3) generator: hyper-modulation '
-                                'is implemented for StyleGAN2 synthesis layers only (stylegan2-ada, or the '
-                                'stylegan3 repo\'s --cfg stylegan2)')
         if G.c_dim != 0:
             raise HypermodError(f'the source {self.source_path} is conditional (c_dim {G.c_dim}); hyper-modulation '
                                 'turns an unconditional generator into a conditional one')

@@ -180,6 +180,23 @@ def lowpass_filter(numtaps, cutoff, width, fs, radial=False):
     return torch.as_tensor(f / f.sum(), dtype=torch.float32)
 
 
+def magnitude_input_gain(layer, x, update_emas):
+    """The gain that normalises an alias-free ``layer``'s input ``x`` by its running RMS: after
+    checking x's shape against the layer's ``in_channels``/``in_size``, its ``magnitude_ema`` (the
+    running mean square of the input, tracked in float32 outside the graph, decay
+    ``magnitude_ema_beta``) moves toward x's when ``update_emas``; returns ``magnitude_ema ** -0.5``.
+    (Also the hyper-modulated twin's, training_ext.hypermod.networks.)"""
+    want = (layer.in_channels, int(layer.in_size[1]), int(layer.in_size[0]))
+    if x.ndim != 4 or tuple(x.shape[1:]) != want:
+        raise ValueError(f'{type(layer).__name__}: input of shape [N, {", ".join(map(str, want))}] expected, '
+                         f'got {list(x.shape)}')
+    if update_emas:
+        with torch.no_grad():
+            sq = x.detach().to(torch.float32).square().mean()
+            layer.magnitude_ema.copy_(sq.lerp(layer.magnitude_ema, layer.magnitude_ema_beta))
+    return layer.magnitude_ema.rsqrt()
+
+
 @persistent_class(FAMILY)
 class SynthesisLayer(torch.nn.Module):
     """Modulated convolution + filtered leaky ReLU between two sampling grids.
@@ -274,17 +291,7 @@ class SynthesisLayer(torch.nn.Module):
     def forward(self, x, w, noise_mode='random', force_fp32=False, update_emas=False):
         if noise_mode not in ('random', 'const', 'none'):     # accepted for the host's interface; no noise here
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
-        want = (self.in_channels, int(self.in_size[1]), int(self.in_size[0]))
-        if x.ndim != 4 or tuple(x.shape[1:]) != want:
-            raise ValueError(f'{type(self).__name__}: input of shape [N, {", ".join(map(str, want))}] expected, '
-                             f'got {list(x.shape)}')
-
-        # Normalise the input by its running RMS (tracked in float32, outside the graph).
-        if update_emas:
-            with torch.no_grad():
-                sq = x.detach().to(torch.float32).square().mean()
-                self.magnitude_ema.copy_(sq.lerp(self.magnitude_ema, self.magnitude_ema_beta))
-        input_gain = self.magnitude_ema.rsqrt()
+        input_gain = magnitude_input_gain(self, x, update_emas)
 
         styles = self.affine(w)
         if self.is_torgb:
@@ -432,4 +439,4 @@ class Generator(torch.nn.Module):
 
 
 __all__ = ['FullyConnectedLayer', 'Generator', 'MappingNetwork', 'SynthesisInput', 'SynthesisLayer',
-           'SynthesisNetwork', 'layer_schedule', 'lowpass_filter']
+           'SynthesisNetwork', 'layer_schedule', 'lowpass_filter', 'magnitude_input_gain']
