@@ -147,6 +147,25 @@ def test_conditional_D_starts_as_the_source_D_and_the_contrastive_term_trains_it
     assert D.net.b4.fc.weight.grad.abs().sum() > 0
 
 
+
+def test_a_faster_head_starts_as_the_source_D_and_steps_faster(discs):
+    """d_head_lr: the head's stored weights are rescaled by its gain, so every class still
+    scores as the source D; one identical Adam step moves the scores lr_multiplier times as far."""
+    img, c = torch.randn(8, 3, 32, 32), one_hot([0, 1, 2, 0, 1, 2, 0, 1], 3)
+    with torch.no_grad():
+        ref = discs['D'](img, None)
+    moved = []
+    for lr_mult in (1, 10):
+        D = discriminator_from_source(discs['D'], 3, freeze_layers=1, head_lr_multiplier=lr_mult)
+        with torch.no_grad():
+            torch.testing.assert_close(D(img, c), ref, rtol=1e-5, atol=1e-5)
+        opt = torch.optim.Adam(D.head.parameters(), lr=1e-3)
+        D(img, c).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            moved.append(float((D(img, c) - ref).abs().mean()))
+    assert moved[1] == pytest.approx(10 * moved[0], rel=0.05)
+
 # -- the pipeline ----------------------------------------------------------------------------------
 
 def test_self_init_then_conditional_training(world):

@@ -48,9 +48,11 @@ def block_outputs(modules, run):
 
 def block_l1(a, b):
     """Sum over blocks of the mean absolute difference of their outputs (features and images)."""
+    def tensors(output):                 # a StyleGAN2 block returns (features, image), a layer one tensor
+        return (output,) if isinstance(output, torch.Tensor) else tuple(output)
     total = 0
     for oa, ob in zip(a, b):
-        for ta, tb in zip(*((o,) if isinstance(o, torch.Tensor) else o for o in (oa, ob))):
+        for ta, tb in zip(tensors(oa), tensors(ob)):
             total = total + (ta.float() - tb.float()).abs().mean()
     return total
 
