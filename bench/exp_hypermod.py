@@ -28,7 +28,7 @@ import ast
 import copy
 import os
 
-from experiments import (curve, dataset, final, fmt, markdown_table, parser, plain_run, run_row, snapshots, source,
+from experiments import (class_samples, curve, dataset, final, fmt, markdown_table, parser, plain_run, run_row, snapshots, source,
                          start, train_flags, write_results)
 from plugin import load_network_pkl, save_network_pkl
 from plugin.widen import widen_discriminator, widen_generator
@@ -103,7 +103,7 @@ def main():
     error = plain_transfer_error(args, work, data, src_path)
     print(f'plain conditional transfer from {source_name}: {error or "worked"}')
     ema = {} if args.ema_kimg is None else dict(ema_kimg=args.ema_kimg)
-    curves, seconds = {}, {}
+    curves, seconds, finals = {}, {}, {}      # finals: each row's last snapshot
     label = 'hyper-modulation'
     print(label)
     suffix = ''.join(f'-{k}{v}' for k, v in sorted(hyper_options.items()))    # a row per option set
@@ -111,7 +111,7 @@ def main():
     flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, **ema, **hyper_options)
     info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
     curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), domains, args.num, t0=info['t0'])
-    seconds[label] = info['seconds']
+    seconds[label], finals[label] = info['seconds'], snapshots(os.path.join(pipe_dir, 'stage2-cond'))[-1][1]
     if args.r1_lazy:
         label = 'hyper-modulation, lazy R1 (every 16 steps)'
         print(label)
@@ -120,7 +120,7 @@ def main():
                             **dict(hyper_options, r1_interval=16))
         info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
         curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), domains, args.num, t0=info['t0'])
-        seconds[label] = info['seconds']
+        seconds[label], finals[label] = info['seconds'], snapshots(os.path.join(pipe_dir, 'stage2-cond'))[-1][1]
     if not args.no_baseline:
         label = 'conditional fine-tuning'
         print(label)
@@ -129,7 +129,7 @@ def main():
                             resume=widened_source(work, len(domains), src_path), **ema)
         info = run_row(args, run_dir, lambda: plain_run(run_dir, flags))
         curves[label] = curve(snapshots(run_dir), domains, args.num, t0=info['t0'])
-        seconds[label] = info['seconds']
+        seconds[label], finals[label] = info['seconds'], snapshots(run_dir)[-1][1]
     rows = []
     for label, points in curves.items():
         end = final(points)
@@ -141,13 +141,15 @@ def main():
     for k, d in enumerate(domains):
         columns += [f'FID class {k} ({d})', f'accuracy {k}', f'recall {k}']
     table = markdown_table(columns + ['train s'], rows)
-    write_results(args, 'hypermod', table, curves,
-                  f'Hyper-modulation vs conditional fine-tuning, unconditional {source_name} -> labelled '
-                  f'{" + ".join(domains)} ({COUNT} each), {args.kimg:g} kimg per row',
-                  meta=dict(source=source_name, domains=domains, hyper_options=hyper_options, count=COUNT, plain_transfer_error=error, ema_kimg=args.ema_kimg,
-                            baseline_start='source widened by plugin.widen'),
-                  extra_plots=[(f'fid_class{k}.png', 'kimg', lambda p, k=k: p['per_class'][k]['fid'],
-                                f'hypermod: FID of class {k} ({d}) against kimg') for k, d in enumerate(domains)])
+    out = write_results(args, 'hypermod', table, curves,
+                        f'Hyper-modulation vs conditional fine-tuning, unconditional {source_name} -> labelled '
+                        f'{" + ".join(domains)} ({COUNT} each), {args.kimg:g} kimg per row',
+                        meta=dict(source=source_name, domains=domains, hyper_options=hyper_options, count=COUNT, plain_transfer_error=error, ema_kimg=args.ema_kimg,
+                                  baseline_start='source widened by plugin.widen'),
+                        extra_plots=[(f'fid_class{k}.png', 'kimg', lambda p, k=k: p['per_class'][k]['fid'],
+                                      f'hypermod: FID of class {k} ({d}) against kimg') for k, d in enumerate(domains)])
+    for i, (label, pkl) in enumerate(finals.items()):     # rows: classes, the same z in every row
+        print('samples:', class_samples(pkl, os.path.join(out, f'samples{i}.png')), f'({label}; rows: {", ".join(domains)})')
 
 
 if __name__ == '__main__':

@@ -149,6 +149,22 @@ def final(points):
     return points[-1]
 
 
+def class_samples(pkl, path, cols=12, seed=EVAL_SEED):
+    """A grid of the snapshot's G_ema samples, one row per class (fixed z, the same for every
+    row, constant noise): what each class draws, beside the numbers."""
+    from plugin.images import save_image_grid
+    G = load_network_pkl(pkl)['G_ema'].eval()
+    z = torch.randn([cols, G.z_dim], generator=torch.Generator().manual_seed(seed))
+    rows = []
+    with torch.no_grad():
+        for k in range(max(G.c_dim, 1)):
+            c = torch.zeros([cols, G.c_dim])
+            if G.c_dim:
+                c[:, k] = 1
+            rows.append(G(z, c, noise_mode='const'))
+    return save_image_grid(torch.cat(rows), path, grid_size=(cols, len(rows)))
+
+
 def markdown_table(columns, rows):
     """``rows``: list of lists of cells (already formatted)."""
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '|'.join('---' for _ in columns) + '|']

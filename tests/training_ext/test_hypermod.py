@@ -166,6 +166,20 @@ def test_a_faster_head_starts_as_the_source_D_and_steps_faster(discs):
             moved.append(float((D(img, c) - ref).abs().mean()))
     assert moved[1] == pytest.approx(10 * moved[0], rel=0.05)
 
+
+def test_d_head_lr_reaches_the_pipelines_discriminator(world):
+    """The pipeline builds D's head with the config's d_head_lr (default 3, measured in
+    BENCHMARKS.md), a given value as given; 0 is refused, not turned into the default."""
+    from training_ext.hypermod.config import HypermodConfig
+    default = HypermodConfig.default('d_head_lr')
+    assert default == 3
+    for name, over, expect in (('lr-default', {}, default), ('lr-given', dict(d_head_lr=5), 5)):
+        pipe, _ = run_pipeline(world, name, kimg=0, **over)
+        D = load_network_pkl(pipe.path('stage0-init', 'init.pkl'))['D']
+        assert D.head.bias_gain == expect and D._init_kwargs['head_lr_multiplier'] == expect
+    with pytest.raises(HypermodError, match="learning-rate multiplier of D's head must be > 0"):
+        run_pipeline(world, 'lr-zero', kimg=0, d_head_lr=0)
+
 # -- the pipeline ----------------------------------------------------------------------------------
 
 def test_self_init_then_conditional_training(world):
