@@ -455,3 +455,37 @@ def test_anchor_class_stays_the_source_through_the_pipeline(world):
     assert diffs[0] < 1e-4 and diffs[1] > 1e-3
     with pytest.raises(HypermodError, match='anchor class must be in 0..1'):
         run_pipeline(world, 'anchor-bad', hyper_anchor=2, kimg=0)
+
+
+# -- which class is the source's own domain --------------------------------------------------------
+
+@pytest.mark.parametrize('domains', [['rings', 'discs'], ['stripes', 'rings', 'discs'], ['discs', 'stripes', 'rings']])
+def test_the_class_drawn_like_the_source_is_named_for_the_anchor(discs, tmp_path, domains):
+    """The discs source: whichever label discs carry, the source D scores that class highest,
+    and the advice names it for --hyper-anchor (a warning for another anchor)."""
+    from plugin.hosts import active_host
+    from training_ext.hypermod.source_domain import anchor_advice, class_scores
+    path = write_domains_zip(tmp_path / 'labelled.zip', domains, count=48, resolution=32)
+    ds = active_host().construct_class_by_name('training.dataset.ImageFolderDataset', path=str(path), use_labels=True)
+    try:
+        scores = class_scores(discs['D'], ds, num=48)
+    finally:
+        ds.close()
+    k = domains.index('discs')
+    print('source D scores', dict(zip(domains, scores)))
+    assert max(range(len(domains)), key=scores.__getitem__) == k
+    assert f'--hyper-anchor {k} keeps it exactly the source' in anchor_advice(scores, None)
+    assert 'Warning' in anchor_advice(scores, (k + 1) % len(domains)) and 'Warning' not in anchor_advice(scores, k)
+
+
+def test_the_pipeline_logs_the_anchor_advice_and_keeps_the_scores(world):
+    logs = []
+    flags = dict(data=world['labelled'], cond=True, cfg='tiny', batch=8, kimg=0, seed=0, device='cpu')
+    pipe = HypermodPipeline(flags, str(world['tmp'] / 'advice'), world['source'], log=logs.append)
+    pipe.run()
+    scores = pipe.state['source_class_scores']
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    assert any(line.startswith("[stage0-init] the source D's mean score") and '--hyper-anchor' in line
+               for line in logs), logs
+    state = json.loads(open(pipe.path('pipeline_state.json')).read())
+    assert state['source_class_scores'] == scores

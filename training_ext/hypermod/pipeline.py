@@ -33,6 +33,7 @@ from training_ext.common.stages import StagePipeline
 
 from .config import HypermodConfig
 from .networks import discriminator_from_source, hyper_from_source
+from .source_domain import anchor_advice, class_scores
 from plugin.errors import HypermodError
 
 SELF_INIT_LOSS = 'training_ext.hypermod.loss.SelfInitLoss'
@@ -82,8 +83,21 @@ class HypermodPipeline(StagePipeline):
         if not self.flags.get('cond'):
             raise HypermodError('--hyper trains a class-conditional model: pass --cond 1')
         num_classes = ds.label_dim
-        ds.close()
+        try:
+            self.advise_anchor(ds)
+        finally:
+            ds.close()
         return num_classes
+
+    def advise_anchor(self, ds):
+        """Log how the source D scores each class's reals, and which class to anchor (or that the
+        anchor given is not the best-scored class); measured once, kept in pipeline_state.json."""
+        scores = self.state.get('source_class_scores')
+        if scores is None or len(scores) != ds.label_dim:
+            scores = class_scores(self.source['D'], ds)
+            self.state['source_class_scores'] = scores
+            self._save_state()
+        self.log('[stage0-init] ' + anchor_advice(scores, self.config.hyper_anchor))
 
     # -- networks ---------------------------------------------------------------------------------
     def _hyper_options(self):
