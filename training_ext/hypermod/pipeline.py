@@ -2,7 +2,9 @@
 
 stage0-init: a HyperGenerator built from the source's G_ema (heads initialised to reproduce
   it, see networks.py) and a HyperDiscriminator from the source's D (every class's score
-  starts as the source D's score; fromRGB frozen, or --freezed N layers)
+  starts as the source D's score; fromRGB frozen, or --freezed N layers). Before it, the
+  source D's mean score on each class's reals is logged with the class it suggests for
+  --hyper-anchor (source_domain.py)
 stage1-selfinit (--self-init-kimg; default 0 with the default 'source' head init, which
   already reproduces the source, 20 with the paper's 'reference' init): no real data; a
   LabelDataset of class 0 only and SelfInitLoss train task network and heads so that the
