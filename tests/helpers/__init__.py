@@ -65,6 +65,14 @@ def small_D_kwargs(**over):
     return kw
 
 
+def run_dir(parent, name):
+    """``parent/name``, created: a host run directory, where sources live as a user has them
+    (``<run dir>/network-snapshot-NNNNNN.pkl``)."""
+    path = Path(parent) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def make_source(path, seed=0, **gkw):
     """A small random source pickle (G, D, G_ema) built from small_G_kwargs / small_D_kwargs."""
     import torch

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import REPO, make_source, small_D_kwargs, small_G_kwargs
+from tests.helpers import REPO, make_source, run_dir, small_D_kwargs, small_G_kwargs
 from plugin import load_network_pkl
 from plugin.hosts.embedded.networks import Discriminator, Generator
 from training_ext.bypass import latent_cache
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('bypass')
     return dict(tmp=tmp, target=str(write_domains_zip(tmp / 'rings16.zip', ['rings'], count=24, resolution=16)),
-                source=make_source(tmp / 'src.pkl', 0))
+                source=make_source(run_dir(tmp, '00000-src16-auto1') / 'network-snapshot-000040.pkl', 0))
 
 
 def run(world, name, **over):

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import REPO, make_source
+from tests.helpers import REPO, make_source, run_dir
 from tests.helpers.hypermod import class_images, frozen_state, g_steps, one_hot, steps_on_new_classes
 from plugin import load_network_pkl
 from plugin.hosts.embedded.layers import modulated_conv2d
@@ -35,7 +35,8 @@ def discs():
 @pytest.fixture(scope='module')
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('hyper')
-    return dict(tmp=tmp, source=make_source(tmp / 'tiny16.pkl'),
+    # The source as a user's run holds it: <run dir>/network-snapshot-NNNNNN.pkl.
+    return dict(tmp=tmp, source=make_source(run_dir(tmp, '00000-tiny16-auto1') / 'network-snapshot-000040.pkl'),
                 labelled=write_domains_zip(tmp / 'dr16.zip', ['discs', 'rings'], count=16, resolution=16),
                 unlabelled=write_domains_zip(tmp / 'd16.zip', ['discs'], count=16, resolution=16))
 
