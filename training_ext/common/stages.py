@@ -13,12 +13,26 @@ import time
 from plugin import launch, run_options
 from plugin.easydict import EasyDict, to_plain
 from plugin.files import atomic_write_bytes, list_snapshots
+from plugin.hosts import active_host
 from plugin.errors import StageError
 
 STATE_FILE = 'pipeline_state.json'
 # Flags of train_cocktail.py that every stage inherits (the host's meaning, per stage).
 STAGE_FLAGS = ('gpus', 'snap', 'seed', 'cfg', 'gamma', 'batch', 'aug', 'p', 'target', 'augpipe', 'fp32', 'nhwc',
                'nobench', 'allow_tf32', 'workers', 'device', 'tick', 'ema_kimg', 'batch_gpu', 'mirror', 'subset', 'cond')
+
+
+def refuse_stylegan3_checkout(method, error):
+    """The methods' training stages run in the embedded loop or a stylegan2-ada-pytorch
+    checkout's. A stylegan3 checkout's loop builds its loss from ``G`` (not ``G_mapping`` and
+    ``G_synthesis``), calls it without ``sync`` and lays out the networks' kwargs flat, none of
+    which the methods' stages and losses follow yet: refused in one line before anything runs,
+    not a traceback minutes in. Its pickles are the methods' sources as they are (no --host)."""
+    host = active_host()
+    if getattr(host, 'repo', None) == 'stylegan3':
+        raise error(f'--host {host.path}: the {method} method does not run through a stylegan3 checkout\'s training '
+                    'loop yet; leave out --host (the embedded host trains the stylegan3 repo\'s networks and reads '
+                    'their pickles as they are) or use a stylegan2-ada-pytorch checkout')
 
 
 class StagePipeline:
@@ -35,6 +49,7 @@ class StagePipeline:
         # Stages train with the active host (train_cocktail.py sets it from --host; spawned
         # processes inherit it through $COCKTAIL_HOST).
         self.flags = EasyDict(flags)
+        refuse_stylegan3_checkout(self.method, self.error)
         self.dir = pipeline_dir
         self.log = log
         os.makedirs(self.dir, exist_ok=True)
