@@ -212,6 +212,24 @@ def test_selector_samples_while_training_and_takes_the_argmax_at_test_time(world
     assert (ws[:, :, -1] == 1).all()
 
 
+def test_latents_of_uninitialised_memory_do_not_stop_the_selection(world):
+    """The hosts' loops run a module summary on torch.empty latents: a row that gives
+    non-finite logits picks a generator (uniformly) instead of raising; other rows are untouched."""
+    M, _, _ = two_source_miner(world)
+    with torch.no_grad():
+        M.mapping.selector.net[2].bias.copy_(torch.tensor([0.0, 5.0]))
+    z = torch.randn(64, M.z_dim, generator=torch.Generator().manual_seed(0))
+    z[::2, 0] = float('nan')
+    z[1::4, 1] = float('inf')
+    z[3::4, 1] = 1e38
+    for training in (True, False):
+        M.train(training)
+        choice = M.mapping.select(z)
+        assert choice.shape == (64,) and ((choice == 0) | (choice == 1)).all()
+    finite = torch.isfinite(M.mapping.selector(z)).all(1)
+    assert (M.mapping.select(z)[finite] == 1).all() and not finite.all()
+
+
 def test_fisher_scores_rank_first_the_channels_that_can_change_Ds_verdict():
     """In the last block, conv1's output channels reach the image only through toRGB. With
     toRGB reading only channels S, no other channel of that layer can change D's verdict:

@@ -137,9 +137,9 @@ class GeneratedDataLoss(WrappedLoss):
 
     def __init__(self,
         device,                     # Training device (the host's loop passes it).
-        G_mapping,                  # The trained G's mapping network.
-        G_synthesis,                # The trained G's synthesis network.
-        D,                          # The trained discriminator.
+        G_mapping       = None,     # The trained G's mapping network (or G, from a stylegan3 loop: loss_kwargs).
+        G_synthesis     = None,     # The trained G's synthesis network.
+        D               = None,     # The trained discriminator.
         augment_pipe    = None,     # The loop's augment pipe (None: no augmentation).
         sources         = (),       # [{pkl, offset, classes}]: which source draws which merged classes.
         truncation_psi  = 1.0,      # Truncation of the sources' samples (1: none).
@@ -168,7 +168,8 @@ class GeneratedDataLoss(WrappedLoss):
 
     RECENT = 16                     # more chunks than any step has (batch / batch_gpu)
 
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync=True, gain=1, cur_nimg=None):
         if phase in ('Dmain', 'Dreg', 'Dboth'):
             real_img = self.real_images(real_c, real_img.shape[0]).to(real_img.dtype)
-        return super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
+        return super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync=sync, gain=gain,
+                                            cur_nimg=cur_nimg)

@@ -13,26 +13,12 @@ import time
 from plugin import launch, run_options
 from plugin.easydict import EasyDict, to_plain
 from plugin.files import atomic_write_bytes, list_snapshots
-from plugin.hosts import active_host
 from plugin.errors import StageError
 
 STATE_FILE = 'pipeline_state.json'
 # Flags of train_cocktail.py that every stage inherits (the host's meaning, per stage).
 STAGE_FLAGS = ('gpus', 'snap', 'seed', 'cfg', 'gamma', 'batch', 'aug', 'p', 'target', 'augpipe', 'fp32', 'nhwc',
                'nobench', 'allow_tf32', 'workers', 'device', 'tick', 'ema_kimg', 'batch_gpu', 'mirror', 'subset', 'cond')
-
-
-def refuse_stylegan3_checkout(method, error):
-    """The methods' training stages run in the embedded loop or a stylegan2-ada-pytorch
-    checkout's. A stylegan3 checkout's loop builds its loss from ``G`` (not ``G_mapping`` and
-    ``G_synthesis``), calls it without ``sync`` and lays out the networks' kwargs flat, none of
-    which the methods' stages and losses follow yet: refused in one line before anything runs,
-    not a traceback minutes in. Its pickles are the methods' sources as they are (no --host)."""
-    host = active_host()
-    if getattr(host, 'repo', None) == 'stylegan3':
-        raise error(f'--host {host.path}: the {method} method does not run through a stylegan3 checkout\'s training '
-                    'loop yet; leave out --host (the embedded host trains the stylegan3 repo\'s networks and reads '
-                    'their pickles as they are) or use a stylegan2-ada-pytorch checkout')
 
 
 class StagePipeline:
@@ -49,7 +35,6 @@ class StagePipeline:
         # Stages train with the active host (train_cocktail.py sets it from --host; spawned
         # processes inherit it through $COCKTAIL_HOST).
         self.flags = EasyDict(flags)
-        refuse_stylegan3_checkout(self.method, self.error)
         self.dir = pipeline_dir
         self.log = log
         os.makedirs(self.dir, exist_ok=True)
@@ -136,7 +121,9 @@ class StagePipeline:
             _, args = run_options.build(flags)
         except run_options.UserError as e:
             raise self.error(str(e)) from None
-        fp16 = dict(num_fp16_res=0, conv_clamp=None) if args.G_kwargs.synthesis_kwargs.num_fp16_res == 0 else {}
+        # stylegan2-ada nests the synthesis options, the stylegan3 repo's configs lay them out flat.
+        synthesis = args.G_kwargs.get('synthesis_kwargs', args.G_kwargs)
+        fp16 = dict(num_fp16_res=0, conv_clamp=None) if synthesis.get('num_fp16_res', 0) == 0 else {}
         args.G_kwargs = network_kwargs(G_kwargs, fp16)
         args.D_kwargs = network_kwargs(D_kwargs, fp16)
         if freezed is not None:
@@ -244,10 +231,11 @@ def _with_precision(kw, fp16_override):
     # A wrapper holds host networks' kwargs under 'generators' (mining), 'generator' or
     # 'discriminator' (hyper-modulation); they are built by the wrapper, so they keep their
     # c_dim and resolution, and get the stage's precision.
+    name = kw.get('class_name', '')
     if 'synthesis_kwargs' in kw:
         kw.synthesis_kwargs = EasyDict(kw.synthesis_kwargs, **fp16_override)
-    elif kw.get('class_name', '').endswith('Discriminator') and 'discriminator' not in kw:
-        kw.update(fp16_override)
+    elif name.endswith('.Generator') or (name.endswith('Discriminator') and 'discriminator' not in kw):
+        kw.update(fp16_override)        # D, and the stylegan3 repo's generators (synthesis options flat)
     if 'generators' in kw:
         kw.generators = [_with_precision(EasyDict(g), fp16_override) for g in kw.generators]
     for key in ('generator', 'discriminator'):

@@ -71,15 +71,18 @@ def self_init_distance(mapping, synthesis, source, z, c):
 class SelfInitLoss:
     def __init__(self,
         device,                 # Training device; the source generator is moved there.
-        G_mapping,              # The hyper generator's mapping (HyperMapping): trained.
-        G_synthesis,            # The hyper generator's synthesis (HyperSynthesis): trained.
-        D,                      # The loop's discriminator; unused (D phases do nothing).
+        G_mapping      = None,  # The hyper generator's mapping (HyperMapping): trained.
+        G_synthesis    = None,  # The hyper generator's synthesis (HyperSynthesis): trained.
+        D              = None,  # The loop's discriminator; unused (D phases do nothing).
         augment_pipe   = None,  # The loop's augment pipe; unused.
         source         = None,  # Path of the source pickle (its frozen G_ema is the target); None raises.
+        G              = None,  # The hyper generator whole, as the stylegan3 repo's loop passes it.
         **_host_loss_kwargs,    # The host loss's options (r1_gamma, ...); ignored.
     ):
         if not source:
             raise ValueError('SelfInitLoss needs the source pickle: source=PATH')
+        if G is not None:
+            G_mapping, G_synthesis = G.mapping, G.synthesis
         self.G_mapping, self.G_synthesis = G_mapping, G_synthesis
         self.pl_mean = torch.zeros([], device=device)
         with warnings.catch_warnings():
@@ -87,7 +90,7 @@ class SelfInitLoss:
             self.source = load_network_pkl(source, host=active_host())['G_ema']
         self.source = self.source.eval().requires_grad_(False).to(device)
 
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync=True, gain=1, cur_nimg=None):
         if phase not in ('Gmain', 'Gboth'):
             return
         loss = self_init_distance(self.G_mapping, self.G_synthesis, self.source, gen_z, gen_c)
@@ -143,9 +146,9 @@ def barlow_twins(f1, f2, offdiag_weight=5e-3):
 class HypermodLoss(WrappedLoss):
     def __init__(self,
         device,                     # Training device (for the inner StyleGAN2 loss).
-        G_mapping,                  # G's mapping network (for the inner loss).
-        G_synthesis,                # G's synthesis network (for the inner loss).
-        D,                          # The discriminator; with contrastive_weight > 0 it needs features(img).
+        G_mapping          = None,  # G's mapping network (or G, from a stylegan3 loop: loss_kwargs).
+        G_synthesis        = None,  # G's synthesis network.
+        D                  = None,  # The discriminator; with contrastive_weight > 0 it needs features(img).
         augment_pipe       = None,  # Augments D's inputs, the mismatch term's reals too; None = no augmentation.
         contrastive_weight = HypermodConfig.default('contrastive_weight'),  # Barlow Twins weight (D main); 0 = off.
         mismatch_weight    = HypermodConfig.default('mismatch_weight'),     # Mismatch weight (D main); 0 = off.
@@ -153,6 +156,7 @@ class HypermodLoss(WrappedLoss):
         **loss_kwargs,              # For WrappedLoss: inner_class_name and the inner loss's options (r1_gamma, ...).
     ):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
+        D = self.D
         if contrastive_weight and not hasattr(unwrap(D), 'features'):
             raise ValueError('the contrastive term needs a discriminator with features(img) (HyperDiscriminator)')
         if not (contrastive_weight >= 0 and math.isfinite(contrastive_weight)):
@@ -162,8 +166,8 @@ class HypermodLoss(WrappedLoss):
         self.D, self.contrastive_weight, self.offdiag_weight = D, contrastive_weight, offdiag_weight
         self.mismatch_weight = mismatch_weight
 
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync=True, gain=1, cur_nimg=None):
+        super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync=sync, gain=gain, cur_nimg=cur_nimg)
         if phase in ('Dmain', 'Dboth') and self.contrastive_weight > 0 and real_img.shape[0] > 1:
             real = real_img.detach()
             D = unwrap(self.D)                  # DDP-wrapped in a multi-process host loop

@@ -17,19 +17,18 @@ from .config import MiningConfig
 class MiningLoss(WrappedLoss):
     def __init__(self,
         device,                  # Training device (the host's loop passes it).
-        G_mapping,               # The trained G's mapping network (a MinedMapping holds the selector).
-        G_synthesis,             # The trained G's synthesis network.
-        D,                       # The trained discriminator.
+        G_mapping       = None,  # The trained G's mapping network (a MinedMapping holds the selector).
+        G_synthesis     = None,  # The trained G's synthesis network.
+        D               = None,  # The trained discriminator.
         augment_pipe    = None,  # The loop's augment pipe; None = no augmentation.
         selector_weight = MiningConfig.default('selector_weight'),  # Selector loss weight; 0 = untrained.
-        **loss_kwargs,           # For the active host's StyleGAN2Loss (r1_gamma, pl_weight, ...).
+        **loss_kwargs,           # For WrappedLoss (G from a stylegan3 loop) and the host's StyleGAN2Loss.
     ):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
-        self.G_mapping, self.G_synthesis, self.D = G_mapping, G_synthesis, D
         self.selector_weight = selector_weight
 
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync=True, gain=1, cur_nimg=None):
+        super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync=sync, gain=gain, cur_nimg=cur_nimg)
         # The networks may come DDP-wrapped (a real host's multi-process loop): the selector is
         # an attribute of the wrapped MinedMapping, not of the wrapper.
         selector = getattr(unwrap(self.G_mapping), 'selector', None)

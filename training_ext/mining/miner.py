@@ -150,9 +150,13 @@ class MinedMapping(torch.nn.Module):
         """Generator index per sample: sampled from the selector while training, argmax otherwise."""
         if self.selector is None:
             return torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
-        logits = self.selector(z)
+        logits = self.selector(z).detach()
+        # Both hosts' loops run a module summary on torch.empty latents before training: rows of
+        # uninitialised memory can give non-finite logits there. Such a row picks uniformly
+        # (Categorical would raise on it, and the summary would stop the run at random).
+        logits = torch.where(torch.isfinite(logits).all(1, keepdim=True), logits, torch.zeros_like(logits))
         if self.training:
-            return torch.distributions.Categorical(logits=logits.detach()).sample()
+            return torch.distributions.Categorical(logits=logits).sample()
         return logits.argmax(1)
 
     def _choice(self, z, c):

@@ -322,6 +322,13 @@ if sys.argv[1] == '--train':        # run_options + launch, as train_cocktail.py
     args.total_kimg, args.kimg_per_tick = 0.008, 0.004          # 2 steps of 4, one tick each
     args.run_dir = launch.next_run_dir(outdir, desc)
     print('SNAPSHOT', launch.launch(args))
+elif sys.argv[1] == '--pipeline':   # a method's pipeline (fractional kimg), its stages in the checkout's loop
+    import importlib, json
+    from plugin import hosts
+    hosts.set_active_host(sys.argv[2])
+    cls, pipeline_dir, flags, source = sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), sys.argv[6:]
+    module, name = cls.rsplit('.', 1)
+    print('FINAL', getattr(importlib.import_module(module), name)(flags, pipeline_dir, *source).run())
 else:
     sys.argv = ['train_cocktail.py'] + sys.argv[1:]
     runpy.run_path('train_cocktail.py', run_name='__main__')
@@ -388,34 +395,62 @@ def test_a_stylegan3_checkout_resumes_the_t32_fixture(sg3_fixtures_dir, tmp_path
     assert not torch.equal(data['G'].mapping.fc0.weight, fixture['G'].mapping.fc0.weight)
 
 
-def test_the_methods_refuse_a_stylegan3_checkout_in_one_line_before_anything_runs(tmp_path, monkeypatch):
-    """Its loop builds the loss from G and calls it without sync, which the methods' losses do
-    not follow yet: each method stops at construction with its own error naming the way out."""
-    import types
-    from training_ext.bypass.pipeline import BypassPipeline
-    from training_ext.cocktail.pipeline import CocktailPipeline
-    from training_ext.common import stages
-    from training_ext.hypermod.pipeline import HypermodPipeline
-    from training_ext.mining.pipeline import MiningPipeline
-    monkeypatch.setattr(stages, 'active_host', lambda: types.SimpleNamespace(repo='stylegan3', path='/ckpt/sg3'))
-    for make in (lambda d: MiningPipeline(dict(mine=['a.pkl'], data='d.zip'), d),
-                 lambda d: BypassPipeline(dict(bypass='w', data='d.zip'), d, 'src.pkl'),
-                 lambda d: HypermodPipeline(dict(data='d.zip'), d, 'src.pkl'),
-                 lambda d: CocktailPipeline(dict(cocktail=['a.pkl', 'b.pkl']), d)):
-        d = tmp_path / 'pipe'
-        with pytest.raises(Exception, match=r"--host /ckpt/sg3: the \w+ method does not run through a stylegan3 "
-                                            r"checkout's training loop yet; leave out --host") as e:
-            make(str(d))
-        assert e.type.__name__.endswith('Error') and '\n' not in str(e.value) and not d.exists()
-    monkeypatch.setattr(stages, 'active_host', lambda: types.SimpleNamespace(repo='stylegan2-ada', path='/ckpt/ada'))
-    stages.refuse_stylegan3_checkout('mining', ValueError)        # a stylegan2-ada checkout runs them
+def host_pipeline(cls, pipeline_dir, flags, *source):
+    """A method's pipeline in a process whose active host is the stylegan3 checkout."""
+    r = _host_process('--pipeline', SG3_HOST, cls, pipeline_dir, json.dumps(flags), *source)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'Setting up training phases...' in r.stdout          # the stylegan3 repo's loop trained the stages
+    return r.stdout
+
+
+@pytest.fixture(scope='module')
+def sg3_runs(tmp_path_factory):
+    """Two stylegan3-t sources laid out as a user's runs, a 16 px target and a labelled set."""
+    from tests.helpers import make_sg3_source, run_dir
+    tmp = tmp_path_factory.mktemp('sg3_methods')
+    sources = [make_sg3_source(run_dir(tmp, f'0000{i}-{name}-sg3t') / 'network-snapshot-000040.pkl', seed=40 + i)
+               for i, name in enumerate(('rings', 'discs'))]
+    return dict(tmp=tmp, sources=sources,
+                target=str(write_domains_zip(tmp / 'target16.zip', ['discs'], count=16, resolution=16)),
+                labelled=str(write_domains_zip(tmp / 'lab16.zip', ['discs', 'rings'], count=16, resolution=16)))
+
+
+METHOD_FLAGS = dict(batch=4, tick=0.004, snap=1, seed=0, device='cpu', aug='noaug', cfg='stylegan3-t', gamma=1)
 
 
 @sg3_host
-def test_a_method_with_a_stylegan3_checkout_is_a_one_line_error(tmp_path, data16):
-    from tests.helpers import make_sg3_source, run_dir
-    source = make_sg3_source(run_dir(tmp_path, '00000-rings-sg3t') / 'network-snapshot-000040.pkl', seed=40)
-    r = host_cli('--outdir', tmp_path / 'out', '--data', data16, '--mine', source, '--kimg', 1, '--batch', 4)
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and "does not run through a stylegan3 checkout" in lines[0], r.stderr
-    assert not (tmp_path / 'out').exists()
+def test_mining_two_stylegan3_sources_trains_in_the_checkouts_loop(sg3_runs):
+    """The checkout's loop builds the loss from G and calls it with cur_nimg and no sync: the
+    mining loss follows that convention, and the selector trains (its statistics are logged)."""
+    pipe_dir = sg3_runs['tmp'] / 'mine'
+    out = host_pipeline('training_ext.mining.pipeline.MiningPipeline', pipe_dir,
+                        dict(METHOD_FLAGS, mine=sg3_runs['sources'], data=sg3_runs['target'], mine_kimg=0.008,
+                             kimg=0.008))
+    stats = (pipe_dir / 'stage1-mine' / 'stats.jsonl').read_text()
+    assert 'Mining/selector_loss' in stats and 'Mining/pseudo/1' in stats
+    G = load_quiet(out.split('FINAL ')[-1].strip())['G_ema']
+    assert G(torch.randn(2, G.z_dim), None).shape == (2, 3, 16, 16)
+
+
+@sg3_host
+def test_hyper_modulation_of_a_stylegan3_source_trains_in_the_checkouts_loop(sg3_runs):
+    pipe_dir = sg3_runs['tmp'] / 'hyper'
+    out = host_pipeline('training_ext.hypermod.pipeline.HypermodPipeline', pipe_dir,
+                        dict(METHOD_FLAGS, data=sg3_runs['labelled'], cond=True, kimg=0.008, hyper_anchor=0),
+                        sg3_runs['sources'][0])
+    stats = (pipe_dir / 'stage2-cond' / 'stats.jsonl').read_text()
+    assert 'Hypermod/mismatch' in stats and 'Hypermod/contrastive' in stats
+    G = load_quiet(out.split('FINAL ')[-1].strip())['G_ema']
+    c = torch.eye(2)
+    assert G(torch.randn(2, G.z_dim), c).shape == (2, 3, 16, 16)
+
+
+@sg3_host
+def test_the_cocktail_of_two_stylegan3_sources_roots_and_merges_in_the_checkouts_loop(sg3_runs):
+    pipe_dir = sg3_runs['tmp'] / 'cocktail'
+    host_pipeline('training_ext.cocktail.pipeline.CocktailPipeline', pipe_dir,
+                  dict(METHOD_FLAGS, cocktail=sg3_runs['sources'], root_kimg=0.008, kimg=0.008))
+    stages = json.loads((pipe_dir / 'pipeline_state.json').read_text())['stages']
+    assert stages['stage1-root-00001-discs-sg3t']['done'] and stages['stage3-merge']['done']
+    G = load_quiet(stages['stage3-merge']['output'])['G_ema']
+    assert G.c_dim == 2 and G(torch.randn(2, G.z_dim), torch.eye(2)).shape == (2, 3, 16, 16)
