@@ -28,8 +28,8 @@ import ast
 import copy
 import os
 
-from experiments import (class_samples, curve, dataset, final, fmt, markdown_table, parser, plain_run, run_row, snapshots, source,
-                         start, train_flags, write_results)
+from experiments import (class_samples, curve, dataset, final, fmt, markdown_table, parser, plain_run, run_row,
+                         snapshots, source, start, train_flags, write_results)
 from plugin import load_network_pkl, save_network_pkl
 from plugin.widen import widen_discriminator, widen_generator
 from training_ext.hypermod.pipeline import HypermodPipeline
@@ -104,14 +104,20 @@ def main():
     print(f'plain conditional transfer from {source_name}: {error or "worked"}')
     ema = {} if args.ema_kimg is None else dict(ema_kimg=args.ema_kimg)
     curves, seconds, finals = {}, {}, {}      # finals: each row's last snapshot
+
+    def record(label, run_dir, info):
+        """A trained row: every snapshot of ``run_dir`` evaluated, its time, its last snapshot."""
+        snaps = snapshots(run_dir)
+        curves[label] = curve(snaps, domains, args.num, t0=info['t0'])
+        seconds[label], finals[label] = info['seconds'], snaps[-1][1]
+
     label = 'hyper-modulation'
     print(label)
     suffix = ''.join(f'-{k}{v}' for k, v in sorted(hyper_options.items()))    # a row per option set
     pipe_dir = os.path.join(work, 'hyper' + suffix)
     flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, **ema, **hyper_options)
     info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
-    curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), domains, args.num, t0=info['t0'])
-    seconds[label], finals[label] = info['seconds'], snapshots(os.path.join(pipe_dir, 'stage2-cond'))[-1][1]
+    record(label, os.path.join(pipe_dir, 'stage2-cond'), info)
     if args.r1_lazy:
         label = 'hyper-modulation, lazy R1 (every 16 steps)'
         print(label)
@@ -119,8 +125,7 @@ def main():
         flags = train_flags(args, args.kimg, snap=2, data=data, cond=True, hyper=True, **ema,
                             **dict(hyper_options, r1_interval=16))
         info = run_row(args, pipe_dir, lambda: HypermodPipeline(flags, pipe_dir, src_path, log=print).run())
-        curves[label] = curve(snapshots(os.path.join(pipe_dir, 'stage2-cond')), domains, args.num, t0=info['t0'])
-        seconds[label], finals[label] = info['seconds'], snapshots(os.path.join(pipe_dir, 'stage2-cond'))[-1][1]
+        record(label, os.path.join(pipe_dir, 'stage2-cond'), info)
     if not args.no_baseline:
         label = 'conditional fine-tuning'
         print(label)
@@ -128,8 +133,7 @@ def main():
         flags = train_flags(args, args.kimg, snap=2, data=data, cond=True,
                             resume=widened_source(work, len(domains), src_path), **ema)
         info = run_row(args, run_dir, lambda: plain_run(run_dir, flags))
-        curves[label] = curve(snapshots(run_dir), domains, args.num, t0=info['t0'])
-        seconds[label], finals[label] = info['seconds'], snapshots(run_dir)[-1][1]
+        record(label, run_dir, info)
     rows = []
     for label, points in curves.items():
         end = final(points)

@@ -13,6 +13,16 @@ import inspect
 from plugin.hosts import active_host
 
 
+def generator_halves(G_mapping, G_synthesis, G, who):
+    """(mapping, synthesis) from either loop's loss arguments: the stylegan3 repo's passes ``G``,
+    stylegan2-ada's (and the embedded) the two halves."""
+    if G is not None:
+        return G.mapping, G.synthesis
+    if G_mapping is None or G_synthesis is None:
+        raise TypeError(f'{who} needs D and either G or G_mapping and G_synthesis')
+    return G_mapping, G_synthesis
+
+
 class WrappedLoss:
     def __init__(self,
         device,                   # Training device (the host's loop passes it).
@@ -28,9 +38,8 @@ class WrappedLoss:
         # G_mapping and G_synthesis and calls it with sync; the stylegan3 repo's builds it from G
         # and calls it with cur_nimg (the -R blur schedule) instead. The plugin's terms use the
         # two halves; the inner loss gets what its own signature takes.
-        if G is not None:
-            G_mapping, G_synthesis = G.mapping, G.synthesis
-        if G_mapping is None or G_synthesis is None or D is None:
+        G_mapping, G_synthesis = generator_halves(G_mapping, G_synthesis, G, type(self).__name__)
+        if D is None:
             raise TypeError(f'{type(self).__name__} needs D and either G or G_mapping and G_synthesis')
         self.G_mapping, self.G_synthesis, self.D, self.augment_pipe = G_mapping, G_synthesis, D, augment_pipe
         host = active_host()

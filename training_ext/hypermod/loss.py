@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from plugin.hosts import active_host, report
 from plugin.pickles import load_network_pkl
-from training_ext.common.loss_wrapper import WrappedLoss, backward_synced, unwrap
+from training_ext.common.loss_wrapper import WrappedLoss, backward_synced, generator_halves, unwrap
 
 from .config import HypermodConfig
 
@@ -81,9 +81,7 @@ class SelfInitLoss:
     ):
         if not source:
             raise ValueError('SelfInitLoss needs the source pickle: source=PATH')
-        if G is not None:
-            G_mapping, G_synthesis = G.mapping, G.synthesis
-        self.G_mapping, self.G_synthesis = G_mapping, G_synthesis
+        self.G_mapping, self.G_synthesis = generator_halves(G_mapping, G_synthesis, G, type(self).__name__)
         self.pl_mean = torch.zeros([], device=device)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -156,14 +154,13 @@ class HypermodLoss(WrappedLoss):
         **loss_kwargs,              # For WrappedLoss: inner_class_name and the inner loss's options (r1_gamma, ...).
     ):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe, **loss_kwargs)
-        D = self.D
-        if contrastive_weight and not hasattr(unwrap(D), 'features'):
+        if contrastive_weight and not hasattr(unwrap(self.D), 'features'):
             raise ValueError('the contrastive term needs a discriminator with features(img) (HyperDiscriminator)')
         if not (contrastive_weight >= 0 and math.isfinite(contrastive_weight)):
             raise ValueError(f'contrastive weight must be >= 0, got {contrastive_weight}')
         if not (mismatch_weight >= 0 and math.isfinite(mismatch_weight)):
             raise ValueError(f'mismatch weight must be >= 0, got {mismatch_weight}')
-        self.D, self.contrastive_weight, self.offdiag_weight = D, contrastive_weight, offdiag_weight
+        self.contrastive_weight, self.offdiag_weight = contrastive_weight, offdiag_weight
         self.mismatch_weight = mismatch_weight
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync=True, gain=1, cur_nimg=None):
